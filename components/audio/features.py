@@ -1,0 +1,165 @@
+"""Causal log-mel features for the trigger-word model.
+
+Frame t covers the `win_length` samples ending at sample (t + 1) * hop_length,
+so a frame never looks into the future and a clip of N samples gives exactly
+N // hop_length frames. That is what makes the model streamable: the features of
+a chunk depend only on the audio already received.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable
+
+import librosa
+import numpy as np
+import torch
+from torch import nn
+
+LOG_FLOOR = 1e-6  # keeps log() finite on digital silence; well below any real noise floor
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    win_length: int = 400  # 25 ms analysis window
+    hop_length: int = 160  # 10 ms between frames
+    n_fft: int = 512  # next power of two above win_length; the window is zero-padded to it
+    n_mels: int = 40  # enough for speech at 16 kHz and keeps the conv input small
+    fmin: float = 20.0
+    fmax: float = 7600.0  # just under Nyquist: the top band is mostly resampler roll-off
+    mean: tuple[float, ...] | None = None  # per-mel-channel stats, set by fit_normalisation
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hop_length <= self.win_length <= self.n_fft:
+            raise ValueError("need 0 < hop_length <= win_length <= n_fft, got "
+                             f"{self.hop_length}, {self.win_length}, {self.n_fft}")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got {self.fmin}, {self.fmax}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std must both be set or both be None")
+        for name in ("mean", "std"):
+            stats = getattr(self, name)
+            if stats is not None:
+                stats = tuple(float(v) for v in stats)
+                if len(stats) != self.n_mels:
+                    raise ValueError(f"{name} has {len(stats)} values, expected n_mels={self.n_mels}")
+                object.__setattr__(self, name, stats)  # lists from a saved dict become tuples
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError("std values must be > 0")
+
+    @property
+    def fitted(self) -> bool:
+        return self.mean is not None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        return strict_from_dict(cls, d)
+
+
+def strict_from_dict(cls, d: dict):
+    """Build a config dataclass from a dict, rejecting unknown keys loudly."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**d)
+
+
+class LogMel(nn.Module):
+    """waveform [B, N] float -> normalised log-mel [B, N // hop_length, n_mels]."""
+
+    def __init__(self, cfg: FeatureConfig = FeatureConfig()):
+        super().__init__()
+        self.cfg = dataclasses.replace(cfg, mean=None, std=None)  # stats live in the buffers
+        # The Hann window sits at the START of each n_fft frame, so frame t's non-zero
+        # part is exactly the win_length samples ending at (t + 1) * hop_length.
+        window = torch.zeros(cfg.n_fft)
+        window[: cfg.win_length] = torch.hann_window(cfg.win_length, periodic=True)
+        self.register_buffer("window", window, persistent=False)
+        mel = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
+                                  fmin=cfg.fmin, fmax=cfg.fmax)
+        self.register_buffer("mel_basis", torch.from_numpy(mel).float(), persistent=False)
+        self.register_buffer("mean", torch.zeros(cfg.n_mels))
+        self.register_buffer("std", torch.ones(cfg.n_mels))
+        self.fitted = False
+        if cfg.fitted:
+            self.set_normalisation(cfg.mean, cfg.std)
+
+    @property
+    def left_context(self) -> int:
+        """Samples of history a frame needs before its own hop: zeros at the clip start."""
+        return self.cfg.win_length - self.cfg.hop_length
+
+    @property
+    def config(self) -> FeatureConfig:
+        """The full config, including the fitted stats (what gets saved with a model)."""
+        if not self.fitted:
+            return self.cfg
+        return dataclasses.replace(self.cfg, mean=tuple(self.mean.tolist()),
+                                   std=tuple(self.std.tolist()))
+
+    def set_normalisation(self, mean, std) -> None:
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.numel() != self.cfg.n_mels or std.numel() != self.cfg.n_mels or (std <= 0).any():
+            raise ValueError(f"need {self.cfg.n_mels} means and {self.cfg.n_mels} positive stds")
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        self.fitted = True
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() != 2:
+            raise ValueError(f"expected waveform [B, N], got shape {tuple(wave.shape)}")
+        padded = nn.functional.pad(wave, (self.left_context, 0))
+        return self.frames_from_padded(padded)
+
+    def frames_from_padded(self, padded: torch.Tensor) -> torch.Tensor:
+        """Features for every complete window of an already left-padded signal [B, L].
+
+        Gives (L - win_length) // hop_length + 1 frames (0 if L < win_length). The
+        streamer calls this directly on its buffer, so offline and streaming share code.
+        """
+        cfg = self.cfg
+        n_frames = max(0, (padded.shape[-1] - cfg.win_length) // cfg.hop_length + 1)
+        if n_frames == 0:
+            return padded.new_zeros(padded.shape[0], 0, cfg.n_mels)
+        # The last frame's n_fft buffer runs past its window; those samples are multiplied
+        # by the window's zero tail, so pad with zeros rather than wait for future audio.
+        used = (n_frames - 1) * cfg.hop_length + cfg.win_length
+        padded = nn.functional.pad(padded[:, :used], (0, cfg.n_fft - cfg.win_length))
+        spec = torch.stft(padded, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                          win_length=cfg.n_fft, window=self.window, center=False,
+                          return_complex=True)  # [B, n_fft // 2 + 1, T]
+        power = spec.real.square() + spec.imag.square()
+        logmel = torch.log(torch.matmul(self.mel_basis, power) + LOG_FLOOR).transpose(1, 2)
+        return (logmel - self.mean) / self.std
+
+
+def fit_normalisation(waves: Iterable, cfg: FeatureConfig = FeatureConfig()) -> FeatureConfig:
+    """Per-mel-channel mean/std of the raw log-mel over `waves` (1-D arrays or tensors).
+
+    Returns `cfg` with the stats filled in. Statistics are accumulated in float64 one
+    clip at a time, so the caller can pass a lazy sample of the training set.
+    """
+    logmel = LogMel(dataclasses.replace(cfg, mean=None, std=None))
+    total = np.zeros(cfg.n_mels)
+    total_sq = np.zeros(cfg.n_mels)
+    count = 0
+    with torch.inference_mode():
+        for wave in waves:
+            wave = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)
+            feats = logmel(wave)[0].double().numpy()
+            total += feats.sum(axis=0)
+            total_sq += np.square(feats).sum(axis=0)
+            count += feats.shape[0]
+    if count < 2:
+        raise ValueError("fit_normalisation needs at least two frames of audio")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    std = np.maximum(std, 1e-3)  # a constant channel (e.g. digital silence) must not blow up
+    return dataclasses.replace(cfg, mean=tuple(mean.tolist()), std=tuple(std.tolist()))

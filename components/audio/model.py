@@ -1,0 +1,183 @@
+"""Trigger-word model: log-mel -> causal Conv1D -> unidirectional GRU -> per-step logit.
+
+Every layer is causal, so the model runs offline on whole clips (`forward`) and
+online on audio chunks of any size (`stream()`), with the same outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from components.audio.features import FeatureConfig, LogMel, strict_from_dict
+
+CHECKPOINT_FORMAT = "cs230-trigger-word/1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    conv_filters: int = 64
+    conv_kernel: int = 5  # 5 frames = 65 ms of context for the front end (window included)
+    conv_stride: int = 2  # one output step per 20 ms halves the GRU's work
+    gru_hidden: int = 96
+    gru_layers: int = 2
+    dropout: float = 0.1
+    # Sizes keep the model ~116k parameters (< 0.5 MB fp32): small enough for a microcontroller-class
+    # budget and fast enough to train on 2 CPU cores.
+
+    def __post_init__(self) -> None:
+        if min(self.conv_filters, self.conv_kernel, self.conv_stride, self.gru_hidden, self.gru_layers) < 1:
+            raise ValueError(f"all ModelConfig sizes must be >= 1: {self}")
+        if self.conv_stride > self.conv_kernel:
+            raise ValueError("conv_stride must be <= conv_kernel (otherwise frames are skipped)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return strict_from_dict(cls, d)
+
+
+class TriggerWordModel(nn.Module):
+    """forward(wave [B, N]) -> logits [B, N // (hop_length * conv_stride)]."""
+
+    def __init__(self, feature_cfg: FeatureConfig = FeatureConfig(),
+                 model_cfg: ModelConfig = ModelConfig(), threshold: float = 0.5):
+        super().__init__()
+        self.model_cfg = model_cfg
+        self.threshold = float(threshold)  # operating point, set by evaluation; saved with the model
+        self.metadata: dict = {}  # free-form plain values (e.g. the trigger word); saved with the model
+        self.features = LogMel(feature_cfg)
+        c = model_cfg
+        self.conv = nn.Conv1d(feature_cfg.n_mels, c.conv_filters, c.conv_kernel, stride=c.conv_stride)
+        self.norm = nn.BatchNorm1d(c.conv_filters)  # eval-mode BN is a per-channel affine: streamable
+        self.drop = nn.Dropout(c.dropout)
+        self.gru = nn.GRU(c.conv_filters, c.gru_hidden, c.gru_layers, batch_first=True,
+                          dropout=c.dropout if c.gru_layers > 1 else 0.0)
+        self.head = nn.Linear(c.gru_hidden, 1)
+        nn.init.constant_(self.head.bias, -2.0)  # positives are rare (~5% of steps): start near that prior
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.features.config
+
+    @property
+    def conv_left_context(self) -> int:
+        """Frames of history the strided conv needs; zero frames at the clip start."""
+        return self.model_cfg.conv_kernel - self.model_cfg.conv_stride
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.features.cfg.hop_length * self.model_cfg.conv_stride
+
+    @property
+    def step_seconds(self) -> float:
+        return self.samples_per_step / self.features.cfg.sample_rate
+
+    def output_steps(self, n_samples: int) -> int:
+        return n_samples // self.samples_per_step
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        feats = self.features(wave).transpose(1, 2)  # [B, n_mels, T]
+        # Left padding only: output step u sees frames up to (u + 1) * stride - 1, i.e.
+        # audio up to sample (u + 1) * samples_per_step, never beyond.
+        feats = nn.functional.pad(feats, (self.conv_left_context, 0))
+        logits, _ = self._from_conv_input(feats, None)
+        return logits
+
+    def _from_conv_input(self, feats: torch.Tensor, hidden: torch.Tensor | None):
+        """[B, n_mels, T'] (already left-padded) -> (logits [B, T_out], GRU hidden)."""
+        x = self.drop(torch.relu(self.norm(self.conv(feats))))
+        x, hidden = self.gru(x.transpose(1, 2), hidden)
+        return self.head(self.drop(x)).squeeze(-1), hidden
+
+    def stream(self) -> "TriggerWordStreamer":
+        return TriggerWordStreamer(self)
+
+    def size_bytes(self) -> int:
+        """Bytes of fp32 parameters (the weights a device must hold)."""
+        return sum(p.numel() * p.element_size() for p in self.parameters())
+
+
+class TriggerWordStreamer:
+    """Feeds audio chunks of any size; returns probabilities for each completed output step.
+
+    State carried across chunks: raw samples not yet framed (the STFT's left context),
+    the conv's left-context frames, frames not yet consumed by the conv, and the GRU
+    hidden state. The concatenated outputs equal sigmoid(model(whole_clip)) in eval mode.
+    """
+
+    def __init__(self, model: TriggerWordModel):
+        if model.training:
+            raise RuntimeError("streaming needs eval mode: call model.eval() first")
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        m = self.model
+        self._samples = np.zeros(m.features.left_context, dtype=np.float32)  # clip starts after zeros
+        self._frames = torch.zeros(1, m.features.cfg.n_mels, m.conv_left_context)
+        self._hidden = None
+        self.steps_emitted = 0
+
+    def process(self, chunk) -> np.ndarray:
+        if isinstance(chunk, torch.Tensor):
+            chunk = chunk.detach().cpu().numpy()
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if chunk.ndim != 1:
+            raise ValueError(f"expected a 1-D chunk of samples, got shape {chunk.shape}")
+        m, cfg = self.model, self.model.features.cfg
+        self._samples = np.concatenate([self._samples, chunk])
+        n_frames = (len(self._samples) - cfg.win_length) // cfg.hop_length + 1
+        if n_frames <= 0:
+            return np.zeros(0, dtype=np.float32)
+        with torch.inference_mode():
+            new = m.features.frames_from_padded(torch.from_numpy(self._samples)[None])
+            self._samples = self._samples[n_frames * cfg.hop_length:]
+            self._frames = torch.cat([self._frames, new.transpose(1, 2)], dim=2)
+            stride, ctx = m.model_cfg.conv_stride, m.conv_left_context
+            n_steps = (self._frames.shape[2] - ctx) // stride
+            if n_steps == 0:
+                return np.zeros(0, dtype=np.float32)
+            logits, self._hidden = m._from_conv_input(self._frames[:, :, : ctx + n_steps * stride],
+                                                      self._hidden)
+            self._frames = self._frames[:, :, n_steps * stride:]
+        self.steps_emitted += n_steps
+        return torch.sigmoid(logits[0]).numpy()
+
+
+def save_model(model: TriggerWordModel, path: str | Path) -> None:
+    """One file holding weights, feature + model configs, threshold and metadata.
+
+    Everything is tensors and plain Python values, so `torch.load(weights_only=True)` reads it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({
+        "format": CHECKPOINT_FORMAT,
+        "feature_config": model.feature_config.to_dict(),
+        "model_config": model.model_cfg.to_dict(),
+        "threshold": float(model.threshold),
+        "metadata": dict(model.metadata),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }, path)
+
+
+def load_model(path: str | Path) -> TriggerWordModel:
+    """Rebuild a saved model in eval mode, with the features it was trained with."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    model = TriggerWordModel(FeatureConfig.from_dict(ckpt["feature_config"]),
+                             ModelConfig.from_dict(ckpt["model_config"]),
+                             threshold=ckpt["threshold"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.metadata = dict(ckpt.get("metadata", {}))
+    return model.eval()

@@ -1,0 +1,242 @@
+"""Training loop for the trigger-word model: per-step weighted BCE, AdamW, early stopping.
+
+Domain code only: `train` reports each epoch through the `on_epoch` callback and the
+caller decides where the figures go (console, MLflow, Ray Tune).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from components.audio.features import fit_normalisation, strict_from_dict
+from components.audio.model import TriggerWordModel
+
+LR_SCHEDULES = ("plateau", "onecycle", "cosine", "constant")
+
+
+class ClipDataset(Dataset):
+    """(waveform float32 [N], labels float32 [T_out]) for the given clip ids of a generated dataset.
+
+    Audio is read from disk per item and labels come from a memory-mapped labels.npy,
+    so memory use does not grow with the dataset. Clips without a label row
+    (label_row == -1, the negative-only stream) get all-zero labels.
+    """
+
+    def __init__(self, dataset_dir: str | Path, clip_ids: list[str]):
+        self.root = Path(dataset_dir)
+        with open(self.root / "manifest.csv", newline="") as f:
+            rows = {r["clip_id"]: r for r in csv.DictReader(f)}
+        missing = [c for c in clip_ids if c not in rows]
+        if missing:
+            raise KeyError(f"{len(missing)} clip ids not in {self.root / 'manifest.csv'}, e.g. {missing[:3]}")
+        self.clip_ids = list(clip_ids)
+        self.files = [self.root / rows[c]["file"] for c in self.clip_ids]
+        self.label_rows = [int(rows[c]["label_row"]) for c in self.clip_ids]
+        self._labels = None  # opened lazily: a memmap must not be pickled into DataLoader workers
+        self.steps = int(np.load(self.root / "labels.npy", mmap_mode="r").shape[1])
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_labels": None}
+
+    def wave(self, i: int) -> np.ndarray:
+        audio, _ = sf.read(self.files[i], dtype="float32", always_2d=True)
+        return audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+
+    def labels(self, i: int) -> np.ndarray:
+        if self.label_rows[i] < 0:
+            return np.zeros(self.steps, dtype=np.float32)
+        if self._labels is None:
+            self._labels = np.load(self.root / "labels.npy", mmap_mode="r")
+        return self._labels[self.label_rows[i]].astype(np.float32)
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(self.wave(i)), torch.from_numpy(self.labels(i))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 2e-3  # peak LR for AdamW; GRUs of this size train stably up to ~5e-3
+    batch_size: int = 32
+    max_epochs: int = 30
+    patience: int = 4  # epochs without val-loss improvement before stopping
+    pos_weight: float = 5.0  # positives are ~5% of steps; up-weight them so recall is not starved
+    weight_decay: float = 0.0
+    # "plateau" (default): halve the LR after `plateau_patience` epochs without val improvement.
+    # It needs no horizon, so it composes with early stopping and the wall-clock cap.
+    # "onecycle"/"cosine" anneal over max_epochs (best when the run is known to use them all).
+    lr_schedule: str = "plateau"
+    plateau_patience: int = 1
+    grad_clip: float = 5.0  # global-norm clip: guards the GRU against rare exploding steps
+    seed: int = 0
+    num_workers: int = 0  # 0 or 1: audio decoding is cheap next to the GRU on 2 cores
+    num_threads: int | None = None  # torch intra-op threads; None leaves the caller's setting
+    max_minutes: float = 7.0  # wall-clock cap incl. normalisation fit; an epoch is not started if it would overrun
+    norm_clips: int = 200  # training clips sampled to fit the log-mel normalisation
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.num_workers not in (0, 1):
+            raise ValueError("num_workers must be 0 or 1")
+        if min(self.batch_size, self.max_epochs, self.patience, self.norm_clips) < 1:
+            raise ValueError(f"batch_size, max_epochs, patience and norm_clips must be >= 1: {self}")
+        if self.lr <= 0 or self.pos_weight <= 0 or self.max_minutes <= 0:
+            raise ValueError("lr, pos_weight and max_minutes must be > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return strict_from_dict(cls, d)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one metrics dict per epoch
+    best_epoch: int = 0  # 1-based; the model holds this epoch's weights
+    best_val_loss: float = math.inf
+    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit"
+
+
+def frame_metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> dict:
+    """Frame-level precision / recall / F1 over all steps (counts summed, not averaged per clip)."""
+    pred, truth = probs >= threshold, labels >= 0.5
+    tp = int((pred & truth).sum())
+    fp = int((pred & ~truth).sum())
+    fn = int((~pred & truth).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def evaluate(model: TriggerWordModel, ds: Dataset, cfg: TrainConfig, loss_fn: nn.Module) -> dict:
+    """Mean per-step loss and frame metrics of `model` (eval mode) on `ds`."""
+    model.eval()
+    loader = DataLoader(ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+    total, n, probs, labels = 0.0, 0, [], []
+    with torch.inference_mode():
+        for wave, y in loader:
+            logits = model(wave)
+            total += float(loss_fn(logits, y)) * len(y)
+            n += len(y)
+            probs.append(torch.sigmoid(logits))
+            labels.append(y)
+    metrics = frame_metrics(torch.cat(probs), torch.cat(labels))
+    return {"loss": total / max(n, 1), **metrics}
+
+
+def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """Returns (scheduler, per_batch): per_batch schedulers step every batch, others per epoch."""
+    if cfg.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=cfg.max_epochs * steps_per_epoch, pct_start=0.2), True
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs * steps_per_epoch), True
+    if cfg.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=0.5, patience=cfg.plateau_patience), False
+    return None, False
+
+
+def _fit_features(model: TriggerWordModel, train_ds: ClipDataset, cfg: TrainConfig) -> None:
+    rng = np.random.default_rng(cfg.seed)
+    idx = rng.choice(len(train_ds), size=min(cfg.norm_clips, len(train_ds)), replace=False)
+    fitted = fit_normalisation((train_ds.wave(int(i)) for i in sorted(idx)), model.features.cfg)
+    model.features.set_normalisation(fitted.mean, fitted.std)
+
+
+def _check_alignment(model: TriggerWordModel, train_ds: ClipDataset) -> None:
+    wave, labels = train_ds[0]
+    if model.output_steps(len(wave)) != len(labels):
+        raise ValueError(f"labels have {len(labels)} steps but the model gives "
+                         f"{model.output_steps(len(wave))} for {len(wave)} samples: the dataset was "
+                         "generated with a different hop_length/conv_stride")
+
+
+def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
+          cfg: TrainConfig = TrainConfig(),
+          on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Fit feature normalisation on `train_ds`, then train `model` in place.
+
+    Deterministic for a given seed, model initialisation and thread count. The model
+    ends in eval mode holding the weights of the epoch with the lowest val loss.
+    """
+    start = time.perf_counter()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(cfg.seed)  # dropout masks
+        _check_alignment(model, train_ds)
+        _fit_features(model, train_ds, cfg)
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(cfg.seed),
+                            num_workers=cfg.num_workers)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(cfg.pos_weight))
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched, per_batch = _scheduler(opt, cfg, len(loader))
+        return _fit(model, loader, val_ds, cfg, loss_fn, opt, sched, per_batch, on_epoch, start)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _fit(model, loader, val_ds, cfg, loss_fn, opt, sched, per_batch, on_epoch, start) -> TrainResult:
+    result, best_state, stale = TrainResult(), None, 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        total, n = 0.0, 0
+        for wave, y in loader:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(wave), y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if per_batch:
+                sched.step()
+            total += float(loss) * len(y)
+            n += len(y)
+        train_s = time.perf_counter() - t0
+        val = evaluate(model, val_ds, cfg, loss_fn)
+        metrics = {"train_loss": total / n, "val_loss": val["loss"], "val_precision": val["precision"],
+                   "val_recall": val["recall"], "val_f1": val["f1"], "lr": opt.param_groups[0]["lr"],
+                   "epoch_s": time.perf_counter() - t0, "train_clips_per_s": n / train_s}
+        if sched is not None and not per_batch:
+            sched.step(val["loss"])
+        result.history.append(metrics)
+        if val["loss"] < result.best_val_loss:
+            result.best_val_loss, result.best_epoch, stale = val["loss"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        else:
+            print(f"epoch {epoch:2d}  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
+        if stale >= cfg.patience:
+            result.stop_reason = "early_stopping"
+            break
+        elapsed = time.perf_counter() - start
+        if epoch < cfg.max_epochs and elapsed + metrics["epoch_s"] > cfg.max_minutes * 60:
+            result.stop_reason = "time_limit"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result

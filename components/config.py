@@ -1,0 +1,240 @@
+"""Typed, validated view of params.yaml.
+
+One `Params` object is loaded at the edge (a stage's CLI, the flow) and passed down.
+Unknown keys, wrong types and out-of-range values raise `ParamsError` with one line
+naming the dotted key and what is allowed; the CLI prints that line and exits 2.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from components.paths import PARAMS_FILE
+
+
+class ParamsError(ValueError):
+    """A params file or override that does not fit the schema (message is one line)."""
+
+
+class Section(BaseModel):
+    # strict: "5" is not an int; extra="forbid": a typo is an error, not a silent default
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+Range = Annotated[list[float], Field(min_length=2, max_length=2)]   # [low, high]
+
+
+def _ordered(name: str, pair: Range) -> None:
+    if pair[0] > pair[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(pair)}")
+
+
+class AudioParams(Section):
+    sample_rate: Literal[16000] = 16000
+    clip_seconds: float = Field(10.0, gt=1.0, le=60.0)
+
+
+class LabelParams(Section):
+    step_ms: Annotated[int, Field(ge=5, le=100)] = 20
+    pulse_steps: Annotated[int, Field(ge=1, le=200)] = 15
+
+
+class SpeechParams(Section):
+    families: list[str] = Field(min_length=2)
+    held_out_family: str
+    trigger_renders: Annotated[int, Field(ge=4)] = 600
+    renders_per_negative_word: Annotated[int, Field(ge=1)] = 6
+    confusables: list[str] = []
+    extra_negative_words: list[str] = []
+    random_negative_words: Annotated[int, Field(ge=0)] = 150
+
+    @model_validator(mode="after")
+    def _held_out_is_a_family(self):
+        if self.held_out_family not in self.families:
+            raise ValueError(f"held_out_family {self.held_out_family!r} must be one of families {self.families}")
+        return self
+
+
+class ClipParams(Section):
+    main: Annotated[int, Field(ge=10)] = 3000
+    unseen_voice: Annotated[int, Field(ge=1)] = 300
+    max_triggers: Annotated[int, Field(ge=1, le=10)] = 3
+    max_negatives: Annotated[int, Field(ge=0, le=20)] = 5
+    p_no_trigger: Prob = 0.3
+    hard_negative_share: Prob = 0.5
+    snr_db: Range = [0.0, 30.0]
+    min_gap_s: float = Field(0.15, ge=0.0)
+
+    @model_validator(mode="after")
+    def _snr_ordered(self):
+        _ordered("snr_db", self.snr_db)
+        return self
+
+
+class NegativeStreamParams(Section):
+    minutes: float = Field(120.0, ge=1.0)
+    segment_seconds: float = Field(60.0, ge=10.0, le=600.0)
+    words_per_minute: float = Field(20.0, ge=0.0)
+    groups: Annotated[int, Field(ge=2, le=1000)] = 10
+
+
+class AugmentParams(Section):
+    speed_range: Range = [0.9, 1.1]
+    gain_db_range: Range = [-6.0, 6.0]
+    reverb_prob: Prob = 0.5
+    rt60_range: Range = [0.15, 0.8]
+    eq_prob: Prob = 0.5
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("speed_range", "gain_db_range", "rt60_range"):
+            _ordered(name, getattr(self, name))
+        if self.speed_range[0] <= 0:
+            raise ValueError("speed_range must be > 0")
+        return self
+
+
+class BackgroundParams(Section):
+    kinds: list[Literal["white", "pink", "brown", "babble", "hum", "tonal"]] = Field(min_length=1)
+    recorded_prob: Prob = 0.5
+
+
+class GenerateParams(Section):
+    workers: Annotated[int, Field(ge=0, le=64)] = 0   # 0: one per core
+    groups: Annotated[int, Field(ge=10, le=10000)] = 50
+
+
+class SplitParams(Section):
+    train: Prob = 0.8
+    val: Prob = 0.1
+    test: Prob = 0.1
+    negative_stream_val: Prob = 0.5
+
+    @model_validator(mode="after")
+    def _sum_to_one(self):
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError("train + val + test must sum to 1")
+        return self
+
+
+class ValidateParams(Section):
+    max_peak: float = Field(0.999, gt=0.0, le=1.0)
+    min_rms: float = Field(1e-3, gt=0.0)
+    max_rms: float = Field(0.5, gt=0.0, le=1.0)
+    min_positive_share: Prob = 0.5
+    max_positive_share: Prob = 0.85
+    family_balance_tolerance: Prob = 0.5
+    raw_sample_rates: list[int] = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
+
+
+class TriggerWordParams(Section):
+    word: str = Field("activate", min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z' -]*$")
+    seed: int = 0
+    audio: AudioParams = AudioParams()
+    labels: LabelParams = LabelParams()
+    speech: SpeechParams
+    clips: ClipParams = ClipParams()
+    negative_stream: NegativeStreamParams = NegativeStreamParams()
+    augment: AugmentParams = AugmentParams()
+    backgrounds: BackgroundParams
+    generate: GenerateParams = GenerateParams()
+    split: SplitParams = SplitParams()
+    validation: ValidateParams = ValidateParams()
+
+    @property
+    def slug(self) -> str:
+        """Registry-safe name of the phrase: lower-case, spaces as '-' (DESIGN §4)."""
+        return "-".join(self.word.lower().split())
+
+
+class Params(Section):
+    trigger_word: TriggerWordParams
+
+
+# ---------------------------------------------------------------------------- loading
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    # a whole-section check already quotes the offending value in its message
+    return f"{key}: {msg}" if isinstance(got, dict) else f"{key}: {msg} (got {got!r})"
+
+
+def _allowed_keys(loc: tuple, model: type[BaseModel] = Params) -> list[str]:
+    """The keys the schema allows next to an unknown key at `loc`."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def validate_params(raw: Any, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        line = f"{source}: {_describe(err)}"
+        if err["type"] == "extra_forbidden":
+            line += f"; allowed: {', '.join(_allowed_keys(err['loc']))}"
+        more = exc.error_count() - 1
+        raise ParamsError(line + (f" (+{more} more)" if more else "")) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'a.b.c=VALUE' -> ('a.b.c', VALUE parsed as YAML, so 3 is an int and [1, 2] a list)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ParamsError(f"--set {text!r}: expected KEY=VALUE, e.g. trigger_word.word='hey jarvis'")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """A copy of raw params with each dotted override set; only existing keys may be set."""
+    merged = copy.deepcopy(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        node = merged
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict):
+                raise ParamsError(f"--set {key}: {'.'.join(parts[:depth])} is not a section")
+            if depth == len(parts) - 1:
+                break
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return merged
+
+
+def read_raw(path: Path = PARAMS_FILE) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def load_params(path: Path = PARAMS_FILE, overrides: list[str] = ()) -> Params:
+    """Read, override and validate params; the only way code gets its configuration."""
+    raw = apply_overrides(read_raw(path), list(overrides))
+    return validate_params(raw, source=Path(path).name)

@@ -1,0 +1,50 @@
+"""The thin command-line edge every stage shares.
+
+A stage module defines a pure `run(...)` and a `main()` that builds an argparse parser and
+hands it here. This reads params.yaml, calls the stage and turns the errors a user can
+cause (bad params, bad input files, failed checks) into one line on stderr and exit 2,
+never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from components import paths
+from components.audio.audio_io import AudioReadError
+from components.config import Params, ParamsError, load_params
+
+
+class StageError(Exception):
+    """A stage could not do its job for a reason the user can fix; one-line message."""
+
+
+def stage_main(parser: argparse.ArgumentParser, argv: list[str] | None,
+               body: Callable[[Params, argparse.Namespace], dict]) -> int:
+    parser.add_argument("--params", type=Path, default=paths.PARAMS_FILE, help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        result = body(load_params(args.params), args)
+    except (ParamsError, StageError, AudioReadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+@contextmanager
+def staged_output(out_dir: Path) -> Iterator[Path]:
+    """Write a stage's output folder under a temporary name and swap it in only when the
+    stage succeeds, so an interrupted run never leaves a half-written output behind."""
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    yield partial
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    partial.rename(out_dir)

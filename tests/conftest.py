@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny configuration and one generated dataset per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                     "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "RAY_USAGE_STATS_ENABLED": "0"}.items():
+    os.environ.setdefault(_key, _value)
+
+# Small enough for seconds, big enough that every family, group kind and subset appears.
+TINY = {
+    "speech": {"trigger_renders": 60, "random_negative_words": 20, "renders_per_negative_word": 2},
+    "clips": {"main": 120, "unseen_voice": 20},
+    "negative_stream": {"minutes": 5.0, "groups": 2},
+    "generate": {"groups": 10, "workers": 2},
+}
+
+
+def write_params(path: Path, changes: dict) -> Path:
+    """params.yaml of the project with `changes` merged into the trigger_word section."""
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+    def merge(base: dict, extra: dict) -> None:
+        for key, value in extra.items():
+            if isinstance(value, dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+
+    merge(raw["trigger_word"], changes)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_params_file(tmp_path_factory) -> Path:
+    return write_params(tmp_path_factory.mktemp("params") / "params.yaml", TINY)
+
+
+@pytest.fixture(scope="session")
+def tts_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tts-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_params_file, tts_cache, tmp_path_factory) -> Path:
+    """A real generated dataset (generate stage, tiny config); returns its folder."""
+    from components.config import load_params
+    from components.generate import run
+
+    out = tmp_path_factory.mktemp("dataset")
+    params = load_params(tiny_params_file).trigger_word
+    run(params, out / "no-raw", out / "generated", out / "report", tts_cache)
+    return out / "generated"
