@@ -132,6 +132,51 @@ class ValidateParams(Section):
     raw_sample_rates: list[int] = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
 
 
+class FeatureParams(Section):
+    win_length: Annotated[int, Field(ge=64, le=2048)] = 400
+    hop_length: Annotated[int, Field(ge=32, le=1024)] = 160
+    n_fft: Annotated[int, Field(ge=64, le=4096)] = 512
+    n_mels: Annotated[int, Field(ge=8, le=128)] = 40
+    fmin: float = Field(20.0, ge=0.0)
+    fmax: float = Field(7600.0, gt=0.0, le=8000.0)
+
+    @model_validator(mode="after")
+    def _window_fits(self):
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
+        if self.fmin >= self.fmax:
+            raise ValueError("fmin must be < fmax")
+        return self
+
+
+class ModelParams(Section):
+    conv_filters: Annotated[int, Field(ge=4, le=512)] = 64
+    conv_kernel: Annotated[int, Field(ge=1, le=31)] = 5
+    conv_stride: Annotated[int, Field(ge=1, le=8)] = 2
+    gru_hidden: Annotated[int, Field(ge=8, le=512)] = 96
+    gru_layers: Annotated[int, Field(ge=1, le=4)] = 2
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+
+class TrainParams(Section):
+    lr: float = Field(2e-3, gt=0.0, le=1.0)
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    patience: Annotated[int, Field(ge=1, le=100)] = 4
+    pos_weight: float = Field(5.0, gt=0.0, le=1000.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["plateau", "onecycle", "cosine", "constant"] = "plateau"
+    max_minutes: float = Field(7.0, gt=0.0)
+    threads: Annotated[int, Field(ge=0, le=256)] = 0   # 0: one per core
+
+
+class DetectionParams(Section):
+    smoothing_steps: Annotated[int, Field(ge=1, le=100)] = 5
+    refractory_s: float = Field(1.0, ge=0.0, le=10.0)
+    window_after_s: float = Field(1.0, ge=0.0, le=5.0)
+    target_fa_per_hour: float = Field(0.5, gt=0.0)
+
+
 class TriggerWordParams(Section):
     word: str = Field("activate", min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z' -]*$")
     seed: int = 0
@@ -145,6 +190,18 @@ class TriggerWordParams(Section):
     generate: GenerateParams = GenerateParams()
     split: SplitParams = SplitParams()
     validation: ValidateParams = ValidateParams()
+    features: FeatureParams = FeatureParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    detection: DetectionParams = DetectionParams()
+
+    @model_validator(mode="after")
+    def _output_step_matches_labels(self):
+        step_ms = self.features.hop_length * self.model.conv_stride * 1000 / self.audio.sample_rate
+        if abs(step_ms - self.labels.step_ms) > 1e-9:
+            raise ValueError(f"labels.step_ms ({self.labels.step_ms}) must equal features.hop_length x model.conv_stride "
+                             f"= {step_ms:g} ms at {self.audio.sample_rate} Hz")
+        return self
 
     @property
     def slug(self) -> str:

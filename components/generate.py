@@ -95,10 +95,10 @@ def _make_clip(spec: ClipSpec) -> tuple[dict, np.ndarray]:
 def run(p: TriggerWordParams, raw_backgrounds: Path, out_dir: Path, report_dir: Path, cache_dir: Path) -> dict:
     """Render speech (cached), assemble every clip, write the manifest, labels and report."""
     with staged_output(out_dir) as tmp_out, staged_output(report_dir) as tmp_report:
-        summary = _generate(p, raw_backgrounds, tmp_out, tmp_report, cache_dir)
+        figures = _generate(p, raw_backgrounds, tmp_out, tmp_report, cache_dir)
     tracking.log_artifacts([report_dir / "examples.png", report_dir / "summary.json"], "generate")
-    tracking.log_metrics({f"generate.{k}": v for k, v in summary.items()})
-    return summary
+    tracking.log_metrics({f"generate.{k}": v for k, v in figures.items()})
+    return figures
 
 
 def _generate(p: TriggerWordParams, raw_backgrounds: Path, out_dir: Path, report_dir: Path, cache_dir: Path) -> dict:
@@ -131,18 +131,16 @@ def _generate(p: TriggerWordParams, raw_backgrounds: Path, out_dir: Path, report
     plot_clip_examples(examples, p.audio.sample_rate, p.labels.step_ms / 1000, report_dir / "examples.png")
     elapsed = time.perf_counter() - started
     audio_hours = float(manifest["duration_s"].sum()) / 3600
-    summary = {
+    summary = {  # the DVC metrics file: facts of the data only, so a re-run leaves it unchanged
         "clips": int((manifest["subset"] != "negative_stream").sum()),
         "stream_segments": int((manifest["subset"] == "negative_stream").sum()),
         "audio_hours": round(audio_hours, 3),
         "renders": len(jobs),
-        "tts_seconds": round(tts_s, 1),
-        "seconds": round(elapsed, 1),
-        "clips_per_second": round(len(specs) / max(elapsed - tts_s, 1e-9), 1),
         "positive_share": round(float((manifest.loc[manifest.subset == "main", "n_triggers"] > 0).mean()), 3),
     }
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return {**summary, "tts_seconds": round(tts_s, 1), "seconds": round(elapsed, 1),
+            "clips_per_second": round(len(specs) / max(elapsed - tts_s, 1e-9), 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

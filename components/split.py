@@ -6,12 +6,15 @@
 - Negative stream: whole stream groups go to val or test (a stream segment and its renders
   stay together). The stream is for measuring false accepts, never for training.
 - Unseen voice: every clip of the held-out family is test_unseen_voice.
-Outputs: data/trigger_word/split/<split>.txt (one clip_id per line) and split_report.json.
+Outputs: data/trigger_word/split/<split>.txt (one clip_id per line), split_report.json
+(per split: clips, hours, positive share, groups, background mix) and the clip counts as
+DVC metrics in reports/trigger_word/split.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ from components.stage_cli import StageError, stage_main, staged_output
 PIPELINE = "trigger-word"
 SPLITS = ("train", "val", "test", "test_unseen_voice", "negative_stream_val", "negative_stream_test")
 MAX_FOLDS = 20  # finer folds track the requested shares more closely
+# tiny configurations have strata rarer than the fold count; the split is still grouped
+warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
 
 
 def fold_counts(shares: SplitParams, n_folds: int) -> dict[str, int]:
@@ -54,14 +59,14 @@ def split_main(main: pd.DataFrame, shares: SplitParams, seed: int) -> pd.Series:
 
 def split_stream(stream: pd.DataFrame, val_share: float, seed: int) -> pd.Series:
     groups = np.random.default_rng(seed).permutation(sorted(stream["group"].unique()))
-    if len(groups) < 2:
+    if len(groups) == 1:
         raise StageError("split: the negative stream needs at least 2 groups (negative_stream.groups) for val and test")
-    n_val = min(max(1, round(val_share * len(groups))), len(groups) - 1)
+    n_val = min(max(1, round(val_share * len(groups))), len(groups) - 1) if len(groups) else 0
     val_groups = set(groups[:n_val].tolist())
     return stream["group"].map(lambda g: "negative_stream_val" if g in val_groups else "negative_stream_test")
 
 
-def run(manifest_path: Path, shares: SplitParams, seed: int, out_dir: Path) -> dict:
+def run(manifest_path: Path, shares: SplitParams, seed: int, out_dir: Path, summary_path: Path | None = None) -> dict:
     if not manifest_path.is_file():
         raise StageError(f"{manifest_path}: not found; run the generate stage first")
     manifest = pd.read_csv(manifest_path)
@@ -86,7 +91,11 @@ def run(manifest_path: Path, shares: SplitParams, seed: int, out_dir: Path) -> d
             }
         (tmp / "split_report.json").write_text(json.dumps(report, indent=2) + "\n")
     tracking.log_artifacts([out_dir / "split_report.json"], "split")
-    return {name: r["clips"] for name, r in report.items()}
+    counts = {name: r["clips"] for name, r in report.items()}
+    if summary_path is not None:  # the DVC metrics file
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(counts, indent=2) + "\n")
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     base = paths.pipeline_dir(PIPELINE)
     parser.add_argument("--manifest", type=Path, default=base / "generated" / "manifest.csv")
     parser.add_argument("--out", type=Path, default=base / "split")
+    parser.add_argument("--summary", type=Path, default=paths.REPORTS_DIR / "trigger_word" / "split.json")
     return stage_main(parser, argv, lambda params, args: run(
-        args.manifest, params.trigger_word.split, params.trigger_word.seed, args.out))
+        args.manifest, params.trigger_word.split, params.trigger_word.seed, args.out, args.summary))
 
 
 if __name__ == "__main__":

@@ -1,43 +1,45 @@
 """MLflow at the edge of a stage: log into the pipeline's run when there is one.
 
 The flow starts one parent run and hands its id to stage processes through the standard
-MLFLOW_RUN_ID / MLFLOW_TRACKING_URI variables. A stage run by hand (or by `dvc repro`
-alone) has no run and logs nothing, without importing MLflow at all.
+MLFLOW_RUN_ID / MLFLOW_TRACKING_URI variables. Stages log through a client against that
+id, never starting or ending the run (ending it would mark the pipeline finished). A stage
+run by hand, or by `dvc repro` alone, has no run and logs nothing, without importing MLflow.
 """
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+import time
 from pathlib import Path
-from typing import Iterator
 
 
-@contextmanager
-def pipeline_run() -> Iterator[object | None]:
-    """The active pipeline run (an mlflow.ActiveRun), or None when no flow started one."""
-    run_id = os.environ.get("MLFLOW_RUN_ID")
-    if not run_id:
-        yield None
-        return
+def pipeline_run_id() -> str | None:
+    return os.environ.get("MLFLOW_RUN_ID") or None
+
+
+def _client():
     import mlflow
 
-    with mlflow.start_run(run_id=run_id) as run:
-        yield run
+    return mlflow.MlflowClient()
 
 
 def log_artifacts(paths: list[Path], artifact_dir: str) -> None:
-    """Log files to the pipeline run, if any."""
-    with pipeline_run() as run:
-        if run is not None:
-            import mlflow
+    """Log files (or whole folders) to the pipeline run, if any."""
+    run_id = pipeline_run_id()
+    if run_id is None:
+        return
+    client = _client()
+    for path in paths:
+        if Path(path).is_dir():
+            client.log_artifacts(run_id, str(path), f"{artifact_dir}/{Path(path).name}")
+        else:
+            client.log_artifact(run_id, str(path), artifact_dir)
 
-            for path in paths:
-                mlflow.log_artifact(str(path), artifact_path=artifact_dir)
 
+def log_metrics(metrics: dict[str, float], step: int = 0) -> None:
+    run_id = pipeline_run_id()
+    if run_id is None:
+        return
+    from mlflow.entities import Metric
 
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    with pipeline_run() as run:
-        if run is not None:
-            import mlflow
-
-            mlflow.log_metrics(metrics, step=step)
+    now = int(time.time() * 1000)
+    _client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])

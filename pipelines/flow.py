@@ -16,6 +16,9 @@ from prefect import flow, get_run_logger, task
 from pipelines.stages import Stage, key_figures, pipeline_stages
 
 USER_ERROR_EXIT = 2  # a stage's exit code for bad input or failed validation: no retry
+# DVC chatter that says nothing to a pipeline user (data/raw is empty until they add files;
+# the flow pushes by itself)
+DVC_NOISE = ("WARNING: 'data/raw' is empty.", "Use `dvc push` to send your updates")
 
 
 class StageFailed(RuntimeError):
@@ -50,7 +53,8 @@ def run_stage(stage: Stage) -> StageOutcome:
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     ran, last_lines = False, []
     for line in proc.stdout:
-        sys.stdout.write(line)
+        if not line.startswith(DVC_NOISE):
+            sys.stdout.write(line)
         ran = ran or line.startswith("Running stage")
         if line.strip():
             last_lines = (last_lines + [line.strip()])[-5:]

@@ -42,5 +42,5 @@ def key_figures(stage: Stage, limit: int = 4) -> str:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError):
             continue
-        figures += [f"{k}={v}" for k, v in data.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+        figures += [f"{k}={v}" for k, v in data.items() if isinstance(v, (int, float, str))]
     return ", ".join(figures[:limit])

@@ -42,10 +42,12 @@ class FeatureConfig:
         for name in ("mean", "std"):
             stats = getattr(self, name)
             if stats is not None:
-                stats = tuple(float(v) for v in stats)
+                # float32-exact values: the stats live in float32 buffers, and a config read
+                # back from a model must compare equal to the one that built it
+                stats = tuple(float(v) for v in np.asarray(stats, dtype=np.float32))
                 if len(stats) != self.n_mels:
                     raise ValueError(f"{name} has {len(stats)} values, expected n_mels={self.n_mels}")
-                object.__setattr__(self, name, stats)  # lists from a saved dict become tuples
+                object.__setattr__(self, name, stats)
         if self.std is not None and min(self.std) <= 0:
             raise ValueError("std values must be > 0")
 

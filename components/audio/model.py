@@ -16,6 +16,7 @@ from torch import nn
 from components.audio.features import FeatureConfig, LogMel, strict_from_dict
 
 CHECKPOINT_FORMAT = "cs230-trigger-word/1"
+MAX_STREAM_PIECE = 10 * 16000  # samples per internal step when a caller streams a long chunk at once
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class TriggerWordModel(nn.Module):
         self.gru = nn.GRU(c.conv_filters, c.gru_hidden, c.gru_layers, batch_first=True,
                           dropout=c.dropout if c.gru_layers > 1 else 0.0)
         self.head = nn.Linear(c.gru_hidden, 1)
-        nn.init.constant_(self.head.bias, -2.0)  # positives are rare (~5% of steps): start near that prior
+        nn.init.constant_(self.head.bias, -2.0)  # positives are rare: start at p = sigmoid(-2) ~ 0.12
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -85,10 +86,16 @@ class TriggerWordModel(nn.Module):
         return n_samples // self.samples_per_step
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        feats = self.features(wave).transpose(1, 2)  # [B, n_mels, T]
+        return self.forward_features(self.features(wave))
+
+    def forward_features(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Normalised log-mel [B, T, n_mels] -> logits [B, T // conv_stride].
+
+        The network without the STFT front end (e.g. for an export that computes features apart).
+        """
         # Left padding only: output step u sees frames up to (u + 1) * stride - 1, i.e.
         # audio up to sample (u + 1) * samples_per_step, never beyond.
-        feats = nn.functional.pad(feats, (self.conv_left_context, 0))
+        feats = nn.functional.pad(logmel.transpose(1, 2), (self.conv_left_context, 0))
         logits, _ = self._from_conv_input(feats, None)
         return logits
 
@@ -133,6 +140,10 @@ class TriggerWordStreamer:
         chunk = np.asarray(chunk, dtype=np.float32)
         if chunk.ndim != 1:
             raise ValueError(f"expected a 1-D chunk of samples, got shape {chunk.shape}")
+        if len(chunk) > MAX_STREAM_PIECE:  # bound the STFT's memory for very long chunks
+            pieces = [self.process(chunk[i: i + MAX_STREAM_PIECE])
+                      for i in range(0, len(chunk), MAX_STREAM_PIECE)]
+            return np.concatenate(pieces)
         m, cfg = self.model, self.model.features.cfg
         self._samples = np.concatenate([self._samples, chunk])
         n_frames = (len(self._samples) - cfg.win_length) // cfg.hop_length + 1

