@@ -177,6 +177,53 @@ class DetectionParams(Section):
     target_fa_per_hour: float = Field(0.5, gt=0.0)
 
 
+class GateParams(Section):
+    min_frr_improvement: float = Field(0.0, ge=0.0, le=1.0)
+    fa_per_hour_tolerance: float = Field(0.0, ge=0.0)
+
+
+class TuneSpace(Section):
+    """The tune stage's search space: float ranges are [low, high], the rest are choice lists."""
+    lr: Range = [5e-4, 5e-3]  # sampled log-uniformly
+    gru_hidden: list[Annotated[int, Field(ge=8, le=512)]] = Field([64, 96, 128], min_length=1)
+    gru_layers: list[Annotated[int, Field(ge=1, le=4)]] = Field([1, 2], min_length=1)
+    conv_filters: list[Annotated[int, Field(ge=4, le=512)]] = Field([32, 64], min_length=1)
+    dropout: Range = [0.0, 0.3]
+    pos_weight: Range = [2.0, 10.0]
+    batch_size: list[Annotated[int, Field(ge=1, le=1024)]] = Field([16, 32], min_length=1)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("lr", "dropout", "pos_weight"):
+            low, high = getattr(self, name)
+            if not low < high:  # a pinned value belongs in the model/train section instead
+                raise ValueError(f"{name} must be [low, high] with low < high, got {[low, high]}")
+        if self.lr[0] <= 0 or self.pos_weight[0] <= 0:
+            raise ValueError("lr and pos_weight ranges must be > 0")
+        if self.dropout[0] < 0 or self.dropout[1] >= 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {list(self.dropout)}")
+        return self
+
+
+class TuneParams(Section):
+    trials: Annotated[int, Field(ge=0, le=1000)] = 8  # 0: no search, params' own values
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 2
+    startup_trials: Annotated[int, Field(ge=1, le=1000)] = 4  # random trials before TPE models the results
+    train_clips: Annotated[int, Field(ge=1)] = 600
+    val_clips: Annotated[int, Field(ge=1)] = 150
+    max_epochs: Annotated[int, Field(ge=1, le=100)] = 4
+    grace_epochs: Annotated[int, Field(ge=1, le=100)] = 1
+    reduction_factor: Annotated[int, Field(ge=2, le=10)] = 2
+    trial_minutes: float = Field(3.0, gt=0.0)
+    space: TuneSpace = TuneSpace()
+
+    @model_validator(mode="after")
+    def _grace_within_budget(self):
+        if self.grace_epochs > self.max_epochs:
+            raise ValueError(f"grace_epochs ({self.grace_epochs}) must be <= max_epochs ({self.max_epochs})")
+        return self
+
+
 class TriggerWordParams(Section):
     word: str = Field("activate", min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z' -]*$")
     seed: int = 0
@@ -193,7 +240,9 @@ class TriggerWordParams(Section):
     features: FeatureParams = FeatureParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    tune: TuneParams = TuneParams()
     detection: DetectionParams = DetectionParams()
+    gate: GateParams = GateParams()
 
     @model_validator(mode="after")
     def _output_step_matches_labels(self):

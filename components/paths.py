@@ -12,6 +12,7 @@ RAW_DIR = Path("data/raw")                       # user inputs, tracked by data.
 RAW_BACKGROUNDS_DIR = RAW_DIR / "backgrounds"    # background recordings (wav/flac, any rate)
 
 REPORTS_DIR = Path("reports")
+MODELS_DIR = Path("models")
 TTS_CACHE_DIR = Path(".cache/tts")               # content-addressed TTS renders (speech_bank)
 
 

@@ -1,12 +1,14 @@
 """`cs230`: the command line of the product.
 
-    cs230 run trigger-word [--set KEY=VALUE ...]   run a pipeline end to end (Prefect flow)
+    cs230 run trigger-word [--set KEY=VALUE ...] [--no-push]   run a pipeline end to end (Prefect flow)
+    cs230 ui                                                   the MLflow UI on 127.0.0.1
 
 Errors a user can cause print one line and exit non-zero; they never print a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +31,7 @@ def use_embedded_defaults(root: Path) -> None:
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # stage subprocesses (dvc repro) must find this interpreter's tools first
     bin_dir = str(Path(sys.executable).parent)
@@ -61,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             started = time.perf_counter()
             try:
-                outcomes = FLOWS[args.pipeline]()
+                result = FLOWS[args.pipeline](push=not args.no_push)
             except StageFailed as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 print("completed stages stay cached; fix the cause and run again to resume", file=sys.stderr)
@@ -69,18 +72,89 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print_summary(outcomes, time.perf_counter() - started)
+    print_summary(result, time.perf_counter() - started)
     return 0
 
 
-def print_summary(outcomes, seconds: float) -> None:
+def print_summary(result, seconds: float) -> None:
+    from pipelines.stages import PIPELINES
+
     rows = [("stage", "status", "seconds", "key figures")]
-    rows += [(o.stage, o.status, f"{o.seconds:.1f}", o.figures) for o in outcomes]
+    rows += [(o.stage, o.status, f"{o.seconds:.1f}", o.figures) for o in result.outcomes]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     print()
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
-    print(f"\ntotal {seconds:.1f} s")
+    print(f"\ntotal {seconds:.1f} s; outputs {'pushed to the DVC remote' if result.pushed else 'not pushed (--no-push)'}")
+    decision = Path("reports") / PIPELINES[result.pipeline] / "register" / "decision.json"
+    if decision.is_file():
+        d = json.loads(decision.read_text())
+        print(f"registry: {d['model']} version {d['version']} {'is now champion' if d['promoted'] else 'is challenger'}"
+              f" ({d['reason']}); champion: version {d['champion_version']}")
+    print(f"MLflow run {result.mlflow_run_id} at {os.environ['MLFLOW_TRACKING_URI']}; open the UI with: cs230 ui")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """One JSON line per audio file (DESIGN §4). Exit 0: every file read; 1: some were not;
+    2: no model (or bad params). The working directory is the project root by now; user
+    paths are taken from `args.invocation_dir`, where the command was run."""
+    import json
+    import math
+
+    import torch
+
+    from components.audio.detection import DetectionConfig
+    from components.config import ParamsError, read_raw, validate_params
+    from components.detect import (ModelLoadError, champion_uri, detect_inputs, is_model_uri,
+                                   iter_inputs, load_detector)
+
+    torch.set_num_threads(1)  # real-time factor ~0.003 on one core; more threads only add overhead
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays quiet
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        print(f"error: --threshold must be a finite number, got {args.threshold}", file=sys.stderr)
+        return 2
+    try:
+        raw = read_raw(PARAMS_FILE)
+        if args.word is not None and isinstance(raw.get("trigger_word"), dict):
+            raw["trigger_word"]["word"] = args.word
+        params = validate_params(raw, "params.yaml" + (" with --word" if args.word else "")).trigger_word
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cfg = DetectionConfig(smoothing_steps=params.detection.smoothing_steps,
+                          refractory_s=params.detection.refractory_s)
+    ref = args.model or champion_uri(params.slug)
+    if not is_model_uri(ref):
+        ref = str(args.invocation_dir / ref)
+    try:
+        model = load_detector(ref, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    except ModelLoadError as exc:
+        hint = ""
+        if exc.not_found and not args.model:
+            word = f' --set trigger_word.word="{params.word}"' if args.word else ""
+            hint = f"; no champion registered yet: run `cs230 run trigger-word{word}` first, or pass --model"
+        print(f"error: model {exc}{hint}", file=sys.stderr)
+        return 2
+    failed = 0
+    try:
+        for record in detect_inputs(model, iter_inputs(args.paths, args.invocation_dir), cfg, args.threshold):
+            failed += "error" in record
+            print(json.dumps(record), flush=True)
+    except BrokenPipeError:  # e.g. `cs230 detect ... | head -1`: the reader left, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 1 if failed else 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`mlflow ui` over the configured store (default: the project's sqlite and mlartifacts/)."""
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    if uri.startswith("sqlite:"):
+        cmd += ["--default-artifact-root", Path("mlartifacts").resolve().as_uri()]
+    print(f"MLflow UI at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    return subprocess.call(cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", choices=sorted(PIPELINES))
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a dotted params.yaml key for this run (repeatable)")
+    run.add_argument("--no-push", action="store_true", help="do not push stage outputs to the DVC remote")
     run.set_defaults(handler=cmd_run)
+    ui = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=cmd_ui)
+    detect = sub.add_parser("detect", help="find the trigger word in audio files (JSON lines)")
+    detect.add_argument("paths", nargs="+", metavar="PATH", help="WAV/FLAC file or folder (recursive)")
+    detect.add_argument("--model", metavar="URI", help="MLflow model URI or saved detector file/folder "
+                        "(default: models:/trigger-word-<slug>@champion)")
+    detect.add_argument("--threshold", type=float, metavar="T", help="override the model's threshold")
+    detect.add_argument("--word", metavar="PHRASE", help="use the champion of this phrase (default: params.yaml)")
+    # main() changes to the project root before the handler: remember where relative paths start
+    detect.set_defaults(handler=cmd_detect, invocation_dir=Path.cwd())
     return parser
 
 

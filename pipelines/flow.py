@@ -11,9 +11,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger, task
 
-from pipelines.stages import Stage, key_figures, pipeline_stages
+from components.config import load_params
+from pipelines.lineage import parent_run
+from pipelines.stages import PIPELINES, Stage, key_figures, pipeline_stages
 
 USER_ERROR_EXIT = 2  # a stage's exit code for bad input or failed validation: no retry
 # DVC chatter that says nothing to a pipeline user (data/raw is empty until they add files;
@@ -67,18 +71,43 @@ def run_stage(stage: Stage) -> StageOutcome:
     return StageOutcome(stage.short, "ran" if ran else "cached", time.perf_counter() - started, key_figures(stage))
 
 
+@dataclass
+class PipelineResult:
+    pipeline: str
+    mlflow_run_id: str
+    outcomes: list[StageOutcome]
+    pushed: bool
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=None)
+def push_outputs(stages: list[Stage]) -> None:
+    """`dvc push` the raw inputs and every stage's outputs to the default remote."""
+    proc = subprocess.run(["dvc", "push", "data.dvc", *(s.name for s in stages)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dvc push failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}")
+
+
+def run_pipeline(pipeline: str, push: bool) -> PipelineResult:
+    import mlflow
+
+    section = PIPELINES[pipeline]
+    params = load_params()
+    embedded = Path("mlartifacts") if mlflow.get_tracking_uri().startswith("sqlite:") else None
+    stages = pipeline_stages(pipeline)
+    with parent_run(pipeline, section, params, embedded) as run_id:
+        outcomes = []
+        for stage in stages:
+            get_run_logger().info("stage %s", stage.short)
+            outcomes.append(run_stage(stage))
+        if push:
+            push_outputs(stages)
+    return PipelineResult(pipeline, run_id, outcomes, push)
+
+
 @flow(name="trigger-word", log_prints=True)
-def trigger_word_flow() -> list[StageOutcome]:
-    return run_pipeline("trigger-word")
-
-
-def run_pipeline(pipeline: str) -> list[StageOutcome]:
-    logger = get_run_logger()
-    outcomes = []
-    for stage in pipeline_stages(pipeline):
-        logger.info("stage %s", stage.short)
-        outcomes.append(run_stage(stage))
-    return outcomes
+def trigger_word_flow(push: bool = True) -> PipelineResult:
+    """validate raw -> generate -> validate generated -> split -> tune -> train -> evaluate -> register"""
+    return run_pipeline("trigger-word", push)
 
 
 FLOWS = {"trigger-word": trigger_word_flow}

@@ -1,0 +1,189 @@
+"""Bookkeeping of the tune stage: search space, study identity, trial subsets, the ledger
+of finished trials that lets an interrupted search resume, and the driver-side hooks
+(ASHA that tells pruned from completed trials; a callback that records each trial).
+
+The ledger is an Optuna study in a JournalStorage file. The driver writes a trial to it
+only when the trial has finished, so an interrupted search leaves a study holding just
+the finished trials; a restart runs only the ones still missing and hands the finished
+ones back to the sampler. Failed trials are kept (state FAIL) but do not count as done.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from components.config import TriggerWordParams, TuneSpace
+
+# Where each searched key goes in best_config.json (the train stage's overrides).
+MODEL_KEYS = ("conv_filters", "gru_hidden", "gru_layers", "dropout")
+TRAIN_KEYS = ("lr", "batch_size", "pos_weight")
+SPACE_KEYS = (*TRAIN_KEYS, *MODEL_KEYS)
+STATUSES = ("completed", "pruned", "time_limit", "failed")
+
+
+def search_space(space: TuneSpace) -> dict:
+    """Ray Tune domains for every searched key (OptunaSearch converts them)."""
+    return {"lr": tune.loguniform(*space.lr), "batch_size": tune.choice(space.batch_size),
+            "pos_weight": tune.uniform(*space.pos_weight), "conv_filters": tune.choice(space.conv_filters),
+            "gru_hidden": tune.choice(space.gru_hidden), "gru_layers": tune.choice(space.gru_layers),
+            "dropout": tune.uniform(*space.dropout)}
+
+
+def split_config(config: dict) -> dict:
+    """A flat trial config -> {"model": ModelParams overrides, "train": TrainParams overrides}."""
+    return {"model": {k: config[k] for k in MODEL_KEYS}, "train": {k: config[k] for k in TRAIN_KEYS}}
+
+
+def params_config(p: TriggerWordParams) -> dict:
+    """The searched keys at their params.yaml values, shaped like a tuned best config."""
+    return {"model": {k: getattr(p.model, k) for k in MODEL_KEYS},
+            "train": {k: getattr(p.train, k) for k in TRAIN_KEYS}}
+
+
+def subset(ids: list[str], n: int, seed: int) -> list[str]:
+    """A seeded sample of n ids, in their original order (all of them if n >= len)."""
+    if n >= len(ids):
+        return list(ids)
+    keep = np.random.default_rng(seed).choice(len(ids), size=n, replace=False)
+    return [ids[i] for i in sorted(keep)]
+
+
+def study_name(p: TriggerWordParams, files: list[Path]) -> str:
+    """Names the search by what decides its results: the search settings (not the trial
+    count or concurrency: raising `trials` extends the same study), the params a trial
+    trains with that are not searched, and the bytes of `files` (data lists, code)."""
+    identity = {"tune": p.tune.model_dump(exclude={"trials", "concurrency"}), "seed": p.seed,
+                "features": p.features.model_dump(),
+                "model": p.model.model_dump(exclude=set(MODEL_KEYS)),
+                "train": p.train.model_dump(include={"weight_decay", "lr_schedule"})}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    for path in files:
+        digest.update(Path(path).read_bytes())
+    return f"{p.slug}-{digest.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial: int  # 0-based, in order of creation across every run of the study
+    status: str  # one of STATUSES; "time_limit": cut by tune.trial_minutes
+    epochs: int
+    val_loss: float | None  # of the trial's best epoch
+    val_f1: float | None  # frame F1 at that epoch
+    best_epoch: int | None
+    config: dict  # the sampled value of every SPACE_KEYS key
+
+    def row(self) -> dict:
+        """One trials.csv row."""
+        fields = asdict(self)
+        return {**{k: fields[k] for k in ("trial", "status", "epochs", "best_epoch", "val_loss", "val_f1")},
+                **{k: self.config.get(k) for k in SPACE_KEYS}}
+
+    def line(self) -> str:
+        """One progress line."""
+        c = self.config
+        score = f"val_loss {self.val_loss:.4f} (epoch {self.best_epoch})" if self.val_loss is not None else "no result"
+        return (f"trial {self.trial:3d}  {self.status:<10} {self.epochs} epochs  {score}  lr {c['lr']:.2e}  "
+                f"batch {c['batch_size']}  conv {c['conv_filters']}  gru {c['gru_hidden']}x{c['gru_layers']}  "
+                f"dropout {c['dropout']:.2f}  pos_weight {c['pos_weight']:.1f}")
+
+
+class Ledger:
+    """The persisted study: finished trials as Optuna trials, the rest as user attributes."""
+
+    def __init__(self, journal: Path, name: str, space: TuneSpace):
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        self.study = optuna.create_study(study_name=name, direction="minimize", load_if_exists=True,
+                                         storage=JournalStorage(JournalFileBackend(str(journal))))
+        self.distributions = OptunaSearch.convert_search_space(search_space(space))
+
+    def records(self) -> list[TrialRecord]:
+        """Every recorded trial, failed ones included, by trial number."""
+        records = [TrialRecord(**t.user_attrs["record"]) for t in self.study.get_trials(deepcopy=False)]
+        return sorted(records, key=lambda r: r.trial)
+
+    def finished(self) -> list[TrialRecord]:
+        return [r for r in self.records() if r.status != "failed"]
+
+    def trials_started(self) -> int:
+        """Trial numbers handed out so far: the next search numbers its trials from here."""
+        return self.study.user_attrs.get("trials_started", 0)
+
+    def mark_started(self, trial: int) -> None:
+        if trial >= self.trials_started():
+            self.study.set_user_attr("trials_started", trial + 1)
+
+    def add(self, record: TrialRecord) -> None:
+        import optuna
+
+        failed = record.status == "failed"
+        self.study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE,
+            value=None if failed else record.val_loss, params=record.config,
+            distributions=self.distributions, user_attrs={"record": asdict(record)}))
+
+
+class PruneAwareASHA(ASHAScheduler):
+    """ASHA that remembers the trials it cut short: Ray reports them as done like the rest."""
+
+    def __init__(self, max_t: int, **kwargs):
+        super().__init__(max_t=max_t, **kwargs)
+        self.max_epochs, self.pruned = max_t, set()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        # ASHA also says STOP to a trial that has used its whole budget: that one completed
+        if decision == self.STOP and result["training_iteration"] < self.max_epochs:
+            self.pruned.add(trial.trial_id)
+        return decision
+
+
+class TrialLog(tune.Callback):
+    """Driver side of each trial: numbers it, records it in the ledger when it ends,
+    prints its line and closes its MLflow run (a stopped trial never closes its own)."""
+
+    def __init__(self, ledger: Ledger, max_epochs: int, scheduler: PruneAwareASHA, mlflow_uri: str | None):
+        self.ledger, self.max_epochs, self.scheduler = ledger, max_epochs, scheduler
+        self.offset = ledger.trials_started()
+        self.mlflow_uri = mlflow_uri
+
+    def number(self, trial) -> int:  # Ray's experiment tag starts with the 1-based creation count
+        return self.offset + int(trial.experiment_tag.split("_")[0]) - 1
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.ledger.mark_started(self.number(trial))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, failed=True)
+
+    def _finish(self, trial, failed: bool) -> None:
+        r = trial.last_result or {}
+        epochs = r.get("training_iteration", 0)
+        status = ("failed" if failed else "pruned" if trial.trial_id in self.scheduler.pruned
+                  else "completed" if epochs >= self.max_epochs else "time_limit")
+        scored = "best_val_loss" in r
+        record = TrialRecord(self.number(trial), status, epochs, r["best_val_loss"] if scored else None,
+                             r["best_val_f1"] if scored else None, r["best_epoch"] if scored else None,
+                             {k: trial.config[k] for k in SPACE_KEYS})
+        self.ledger.add(record)
+        print(record.line(), flush=True)
+        if self.mlflow_uri and r.get("mlflow_run_id"):
+            import mlflow
+
+            client = mlflow.MlflowClient(self.mlflow_uri)
+            client.set_tag(r["mlflow_run_id"], "tune.status", status)
+            client.set_terminated(r["mlflow_run_id"], "FAILED" if failed else "FINISHED")

@@ -1,0 +1,219 @@
+"""Stage `tune`: hyperparameter search for the trigger-word model (DESIGN §3).
+
+Optuna's seeded TPE sampler proposes configurations from `tune.space`; Ray Tune runs them,
+one CPU and one torch thread per trial, each on a fixed subset of the train/val splits
+for at most `tune.max_epochs` epochs, and ASHA stops the unpromising ones early. Ray is
+local (one CPU per core) unless RAY_ADDRESS names a cluster. Under a pipeline run each
+trial is an MLflow child run. The study is kept in .cache/tune/<study>/ (see hpo.Ledger):
+DVC deletes a stage's outputs before re-running it, so resumable state lives outside them.
+Outputs: data/trigger_word/tune/best_config.json (read by the train stage),
+reports/trigger_word/tune/{trials.csv, summary.json}.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from components import hpo, paths, tracking
+from components.audio import features, model, training
+from components.audio.training import ClipDataset, train
+from components.config import TriggerWordParams
+from components.stage_cli import StageError, stage_main, staged_output
+from components.train import build_model, read_split, train_config
+
+PIPELINE = "trigger-word"
+CACHE_DIR = Path(".cache/tune")  # studies, by name; survives DVC's removal of the stage's outputs
+# Code that decides a trial's result: a change to it starts a new study
+TRIAL_CODE = tuple(Path(m.__file__) for m in (features, model, training))
+
+
+@dataclass(frozen=True)
+class ChildRuns:
+    """Where trials log: the pipeline's MLflow run. Explicit, as cluster workers do not
+    share the driver's environment."""
+    tracking_uri: str
+    parent_run_id: str
+    experiment_id: str
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    params: TriggerWordParams
+    data_dir: str  # absolute: Ray runs each trial in its own working directory
+    train_ids: list[str]
+    val_ids: list[str]
+    mlflow: ChildRuns | None
+
+
+def trial(config: dict, ctx: TrialContext) -> None:
+    """One Ray Tune trial: train `config` on the subsets and report every epoch."""
+    torch.set_num_threads(1)  # one core per trial; Ray runs the others beside it
+    p, budget = ctx.params, ctx.params.tune
+    chosen = hpo.split_config(config)
+    net = build_model(p, chosen["model"])
+    cfg = train_config(p, {**chosen["train"], "max_epochs": budget.max_epochs, "patience": budget.max_epochs,
+                           "max_minutes": budget.trial_minutes, "threads": 1})
+    train_ds = ClipDataset(ctx.data_dir, ctx.train_ids, samples_per_step=net.samples_per_step)
+    val_ds = ClipDataset(ctx.data_dir, ctx.val_ids, samples_per_step=net.samples_per_step)
+    client, run_id = None, ""
+    if ctx.mlflow:
+        import mlflow
+        from mlflow.entities import Metric, Param
+
+        client = mlflow.MlflowClient(ctx.mlflow.tracking_uri)
+        name = tune.get_context().get_trial_name()
+        run_id = client.create_run(ctx.mlflow.experiment_id, run_name=name, tags={
+            "mlflow.parentRunId": ctx.mlflow.parent_run_id, "mlflow.runName": name}).info.run_id
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
+            **config, "train_clips": len(train_ds), "val_clips": len(val_ds), "max_epochs": cfg.max_epochs}.items()])
+    best = {"val_loss": math.inf, "val_f1": 0.0, "epoch": 0}
+
+    def on_epoch(epoch: int, m: dict) -> None:
+        if m["val_loss"] < best["val_loss"]:
+            best.update(val_loss=m["val_loss"], val_f1=m["val_f1"], epoch=epoch)
+        if client:
+            now = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in m.items()])
+        tune.report({**m, "best_val_loss": best["val_loss"], "best_val_f1": best["val_f1"],
+                     "best_epoch": best["epoch"], "mlflow_run_id": run_id})
+
+    train(net, train_ds, val_ds, cfg, on_epoch=on_epoch)
+    if client:
+        client.set_terminated(run_id, "FINISHED")
+
+
+def search(ctx: TrialContext, ledger: hpo.Ledger, new_trials: int, storage: Path) -> None:
+    """Run `new_trials` more trials of the ledger's study on the connected Ray."""
+    budget, done = ctx.params.tune, ledger.finished()
+    scheduler = hpo.PruneAwareASHA(time_attr="training_iteration", metric="val_loss", mode="min",
+                                   max_t=budget.max_epochs, grace_period=budget.grace_epochs,
+                                   reduction_factor=budget.reduction_factor)
+    log = hpo.TrialLog(ledger, budget.max_epochs, scheduler, ctx.mlflow.tracking_uri if ctx.mlflow else None)
+    # The sampler's seed moves on with the study, so a resumed search does not redraw the
+    # random startup points it already tried; the finished trials are handed back to it.
+    sampler = optuna.samplers.TPESampler(seed=ctx.params.seed + log.offset, n_startup_trials=budget.startup_trials,
+                                         constant_liar=budget.concurrency > 1)
+    searcher = OptunaSearch(metric="best_val_loss", mode="min", sampler=sampler,
+                            points_to_evaluate=[r.config for r in done] or None,
+                            evaluated_rewards=[r.val_loss for r in done] or None)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(trial, ctx=ctx), {"cpu": 1}),
+        param_space=hpo.search_space(budget.space),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=new_trials,
+                                    max_concurrent_trials=budget.concurrency,
+                                    trial_name_creator=lambda t: f"trial-{log.number(t)}",
+                                    trial_dirname_creator=lambda t: f"trial-{log.number(t)}"),
+        run_config=tune.RunConfig(name=f"search-{log.offset}", storage_path=str(storage.resolve()),
+                                  verbose=0, callbacks=[log]))
+    tuner.fit()
+
+
+def _start_ray(ray_address: str | None) -> bool:
+    """Connect to RAY_ADDRESS's cluster, or start a local Ray on this machine's cores.
+    Returns whether this call started the connection (and so must shut it down)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new reporter prints banners even at verbose=0
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if ray_address:  # the cluster's workers need this package's code; their own env has the deps
+        import components
+        ray.init(address=ray_address, logging_level=logging.WARNING,
+                 runtime_env={"py_modules": [str(Path(components.__file__).parent)]})
+    else:
+        ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
+                 logging_level=logging.WARNING)
+    return True
+
+
+def _child_runs() -> ChildRuns | None:
+    parent = tracking.pipeline_run_id()
+    if parent is None:
+        return None
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: trials run elsewhere
+        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    elif "://" not in uri and ":" not in uri:
+        uri = Path(uri).resolve().as_uri()
+    return ChildRuns(uri, parent, mlflow.MlflowClient(uri).get_run(parent).info.experiment_id)
+
+
+def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, out_dir: Path, report_dir: Path,
+        cache_dir: Path = CACHE_DIR, ray_address: str | None = None) -> dict:
+    start = time.perf_counter()
+    budget, name, new_trials, reported = p.tune, None, 0, []
+    best = {**hpo.params_config(p), "val_loss": None, "trial": None}
+    if budget.trials > 0:
+        train_ids, val_ids = read_split(split_dir, "train"), read_split(split_dir, "val")
+        if not (data_dir / "manifest.csv").is_file():
+            raise StageError(f"{data_dir / 'manifest.csv'}: not found; run the generate stage first")
+        name = hpo.study_name(p, [data_dir / "manifest.csv", split_dir / "train.txt", split_dir / "val.txt",
+                                  *TRIAL_CODE])
+        ledger = hpo.Ledger(cache_dir / name / "study.journal", name, budget.space)
+        new_trials = max(0, budget.trials - len(ledger.finished()))
+        print(f"study {name}: {len(ledger.finished())} trials finished, {new_trials} to run, "
+              f"{budget.concurrency} at a time", flush=True)
+        if new_trials:
+            ctx = TrialContext(p, str(data_dir.resolve()), hpo.subset(train_ids, budget.train_clips, p.seed),
+                               hpo.subset(val_ids, budget.val_clips, p.seed), _child_runs())
+            started = _start_ray(ray_address)
+            try:
+                search(ctx, ledger, new_trials, cache_dir / name / "ray")
+            finally:
+                if started:
+                    import ray
+                    ray.shutdown()
+        reported = ledger.finished()[:budget.trials]
+        if len(reported) < budget.trials:
+            raise StageError(f"tune: only {len(reported)} of {budget.trials} trials finished (see the failed ones "
+                             f"above); run again to retry them, the finished ones are kept in {cache_dir / name}")
+        winner = min(reported, key=lambda r: (r.val_loss, r.trial))
+        best = {**hpo.split_config(winner.config), "val_loss": round(winner.val_loss, 5), "trial": winner.trial}
+    summary = {"trials": len(reported), **{s: sum(r.status == s for r in reported) for s in hpo.STATUSES[:3]},
+               "epochs": sum(r.epochs for r in reported), "best_trial": best["trial"], "best_val_loss": best["val_loss"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / "best_config.json.partial"
+    partial.write_text(json.dumps({**best, "study": name}, indent=2) + "\n")
+    partial.replace(out_dir / "best_config.json")
+    with staged_output(report_dir) as out:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with open(out / "trials.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(hpo.TrialRecord(0, "", 0, None, None, None, {}).row()))
+            writer.writeheader()
+            writer.writerows(r.row() for r in reported)
+    if reported:
+        tracking.log_metrics({"tune.best_val_loss": best["val_loss"], "tune.trials": len(reported)})
+        tracking.log_artifacts([report_dir / "trials.csv", out_dir / "best_config.json"], "tune")
+    return {**summary, "study": name, "new_trials": new_trials, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    base = paths.pipeline_dir(PIPELINE)
+    parser.add_argument("--data", type=Path, default=base / "generated")
+    parser.add_argument("--split", type=Path, default=base / "split")
+    parser.add_argument("--out", type=Path, default=base / "tune")
+    parser.add_argument("--report", type=Path, default=paths.REPORTS_DIR / "trigger_word" / "tune")
+    parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="resumable search state (default: .cache/tune)")
+    return stage_main(parser, argv, lambda params, args: run(
+        params.trigger_word, args.data, args.split, args.out, args.report, args.cache,
+        ray_address=os.environ.get("RAY_ADDRESS")))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The registry gate against a real `mlflow server` on loopback: register, gate, alias moves."""
+import json
+
+import mlflow
+import pytest
+
+from components import register, registry
+from components.audio.model import TriggerWordModel, save_model
+from components.config import GateParams, load_params
+from components.split import run as split_run
+from conftest import PROJECT_ROOT
+
+P = load_params(PROJECT_ROOT / "params.yaml").trigger_word
+
+
+@pytest.mark.parametrize("challenger, champion, promoted, why", [
+    ({"frr": 0.05, "fa_per_hour": 0.0}, None, True, "no champion yet"),
+    ({"frr": 0.05, "fa_per_hour": 0.0}, {"frr": 0.10, "fa_per_hour": 0.0}, True, "beats champion"),
+    ({"frr": 0.10, "fa_per_hour": 0.0}, {"frr": 0.10, "fa_per_hour": 0.0}, False, "FRR not lower"),
+    ({"frr": 0.20, "fa_per_hour": 0.0}, {"frr": 0.10, "fa_per_hour": 0.0}, False, "FRR not lower"),
+    ({"frr": 0.01, "fa_per_hour": 1.0}, {"frr": 0.10, "fa_per_hour": 0.5}, False, "FA/h worse"),
+])
+def test_gate_decision(challenger, champion, promoted, why):
+    ok, reason = register.decide(challenger, champion, P)
+    assert ok is promoted and why in reason
+
+
+def test_gate_margin_from_params():
+    strict = P.model_copy(update={"gate": GateParams(min_frr_improvement=0.05)})
+    assert not register.decide({"frr": 0.08, "fa_per_hour": 0}, {"frr": 0.10, "fa_per_hour": 0}, strict)[0]
+    assert register.decide({"frr": 0.04, "fa_per_hour": 0}, {"frr": 0.10, "fa_per_hour": 0}, strict)[0]
+
+
+def _detector(path, threshold, seed=0):
+    import torch
+    torch.manual_seed(seed)
+    model = TriggerWordModel()
+    model.threshold = threshold
+    save_model(model, path)
+    return path
+
+
+@pytest.fixture()
+def registry_env(mlflow_server, tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    mlflow.set_tracking_uri(mlflow_server)
+    from components.config import SplitParams
+    split_run(tiny_dataset / "manifest.csv", SplitParams(), 0, tmp_path / "split")
+    word = f"gate test {tmp_path.name[-6:].replace('_', ' ')}"
+    p = P.model_copy(update={"word": "gate test"})
+    return p.model_copy(update={"word": "".join(c for c in word if c.isalpha() or c == " ")}), tmp_path
+
+
+def test_first_version_is_champion_and_worse_or_equal_are_not(registry_env, tiny_dataset):
+    p, tmp = registry_env
+    client = mlflow.MlflowClient()
+    name = registry.registered_name(p.slug)
+    never = _detector(tmp / "never.pt", threshold=1.01)   # fires never: FRR 1, FA/h 0
+    first = register.run(p, never, tiny_dataset, tmp / "split", tmp / "r1")
+    assert first["promoted"] and first["version"] == 1
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+
+    always = _detector(tmp / "always.pt", threshold=0.0)  # fires constantly: FA/h far worse
+    second = register.run(p, always, tiny_dataset, tmp / "split", tmp / "r2")
+    assert not second["promoted"]
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_model_version_by_alias(name, "challenger").version == "2"
+    tags = client.get_model_version(name, "2").tags
+    assert tags["gate.decision"] == "rejected" and "FA/h worse" in tags["gate.reason"]
+
+    same = register.run(p, never, tiny_dataset, tmp / "split", tmp / "r3")   # equal: does not take it
+    assert not same["promoted"] and client.get_model_version_by_alias(name, "champion").version == "1"
+    decision = json.loads((tmp / "r3" / "decision.json").read_text())
+    assert "FRR not lower" in decision["reason"]
+
+    # the registered model is a pyfunc: the champion loads and scores audio
+    import numpy as np
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    assert model.predict(np.zeros((1, 16000), dtype=np.float32)).shape == (1, 50)
+
+
+def test_better_model_takes_champion(registry_env, tiny_dataset, monkeypatch):
+    """Alias move on promotion. The figures are fixed by threshold, so the test is about the
+    registry mechanics (the figures themselves are covered by the evaluation tests)."""
+    p, tmp = registry_env
+    figures = {1.01: {"frr": 0.2, "fa_per_hour": 0.0}, 0.9: {"frr": 0.1, "fa_per_hour": 0.0}}
+    monkeypatch.setattr(register, "gate_figures", lambda model, *a: {**figures[round(model.threshold, 2)],
+                                                                        "threshold": model.threshold})
+    client = mlflow.MlflowClient()
+    name = registry.registered_name(p.slug)
+    register.run(p, _detector(tmp / "old.pt", 1.01), tiny_dataset, tmp / "split", tmp / "r1")
+    result = register.run(p, _detector(tmp / "new.pt", 0.9, seed=1), tiny_dataset, tmp / "split", tmp / "r2")
+    assert result["promoted"]
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+    assert "beats champion" in client.get_model_version(name, "2").tags["gate.reason"]

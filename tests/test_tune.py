@@ -1,0 +1,167 @@
+"""Specification of the tune stage: a seeded search on local Ray writes a best config from
+inside the search space and one row per trial, logs every trial as an MLflow child run of
+the pipeline run, resumes without re-training finished trials, and passes the params'
+own values on when disabled."""
+import csv
+import json
+import math
+
+import pytest
+
+from components import hpo, tune
+from components.config import load_params
+from conftest import write_params
+
+pytestmark = pytest.mark.timeout(300)
+
+# Tiny budgets: the point is the wiring, not the model.
+SEARCH = {"concurrency": 2, "startup_trials": 1, "train_clips": 16, "val_clips": 8, "max_epochs": 2,
+          "trial_minutes": 1.0,
+          "space": {"lr": [0.001, 0.01], "gru_hidden": [8, 16], "gru_layers": [1, 2], "conv_filters": [8, 16],
+                    "dropout": [0.0, 0.2], "pos_weight": [2.0, 8.0], "batch_size": [4, 8]}}
+
+
+def params(tmp_path, trials: int, **changes):
+    path = write_params(tmp_path / f"params-{trials}.yaml", {"tune": {**SEARCH, "trials": trials, **changes}})
+    return load_params(path).trigger_word
+
+
+def read_rows(report_dir):
+    with open(report_dir / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def split_dir(tiny_dataset, tiny_params_file, tmp_path_factory):
+    from components import split
+
+    p = load_params(tiny_params_file).trigger_word
+    out = tmp_path_factory.mktemp("split") / "split"
+    split.run(tiny_dataset / "manifest.csv", p.split, p.seed, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def searched(tiny_dataset, split_dir, tmp_path_factory):
+    """Under a pipeline run: a 1-trial search, the same study raised to 2 trials (the
+    state an interrupted 2-trial search leaves, resumed), then the same 2-trial search again."""
+    import mlflow
+
+    work = tmp_path_factory.mktemp("tune")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment("tune-test")
+        parent = client.create_run(experiment, run_name="pipeline").info.run_id
+        mp.setenv("MLFLOW_RUN_ID", parent)
+        runs = []
+        for i, trials in enumerate((1, 2, 2)):
+            out, report = work / f"out{i}", work / f"report{i}"
+            result = tune.run(params(work, trials), tiny_dataset, split_dir, out, report, work / "cache")
+            runs.append({"result": result, "best": json.loads((out / "best_config.json").read_text()),
+                         "rows": read_rows(report), "summary": json.loads((report / "summary.json").read_text())})
+        client.set_terminated(parent)
+    return {"runs": runs, "client": client, "experiment": experiment, "parent": parent, "work": work}
+
+
+def test_best_config_is_a_point_of_the_search_space(searched):
+    best, rows = searched["runs"][1]["best"], searched["runs"][1]["rows"]
+    space = SEARCH["space"]
+    assert set(best["model"]) == set(hpo.MODEL_KEYS) and set(best["train"]) == set(hpo.TRAIN_KEYS)
+    for key in ("gru_hidden", "gru_layers", "conv_filters"):
+        assert best["model"][key] in space[key]
+    assert best["train"]["batch_size"] in space["batch_size"]
+    for section, key in (("train", "lr"), ("train", "pos_weight"), ("model", "dropout")):
+        assert space[key][0] <= best[section][key] <= space[key][1]
+    winner = min(rows, key=lambda r: float(r["val_loss"]))
+    assert best["trial"] == int(winner["trial"])
+    assert math.isclose(best["val_loss"], float(winner["val_loss"]), abs_tol=1e-5)
+
+
+def test_train_stage_reads_the_best_config(searched):
+    from components.train import build_model, train_config
+
+    best = searched["runs"][1]["best"]
+    p = load_params(write_params(searched["work"] / "plain.yaml", {})).trigger_word
+    model = build_model(p, best["model"])
+    assert model.model_cfg.gru_hidden == best["model"]["gru_hidden"]
+    assert train_config(p, best["train"]).lr == best["train"]["lr"]
+
+
+def test_one_row_per_trial_with_status_and_epochs(searched):
+    rows = searched["runs"][1]["rows"]
+    assert [int(r["trial"]) for r in rows] == [0, 1]
+    for r in rows:
+        assert r["status"] in ("completed", "pruned")
+        assert 1 <= int(r["epochs"]) <= SEARCH["max_epochs"]
+        assert (r["status"] == "completed") == (int(r["epochs"]) == SEARCH["max_epochs"])
+        assert set(hpo.SPACE_KEYS) <= set(r)
+    summary = searched["runs"][1]["summary"]
+    assert summary["trials"] == 2 and summary["completed"] + summary["pruned"] == 2
+    assert not any("second" in k or k.endswith("_s") for k in summary)  # metrics stay deterministic
+
+
+def test_each_trial_is_a_child_run_of_the_pipeline_run(searched):
+    client, parent = searched["client"], searched["parent"]
+    children = client.search_runs([searched["experiment"]], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.info.run_name for r in children) == ["trial-0", "trial-1"]
+    rows = {f"trial-{r['trial']}": r for r in searched["runs"][1]["rows"]}
+    for run in children:
+        row = rows[run.info.run_name]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["tune.status"] == row["status"]
+        assert set(hpo.SPACE_KEYS) <= set(run.data.params)
+        assert float(run.data.params["lr"]) == pytest.approx(float(row["lr"]))
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert [m.step for m in history] == list(range(1, int(row["epochs"]) + 1))
+        assert min(m.value for m in history) == pytest.approx(float(row["val_loss"]))
+    assert client.get_run(parent).data.metrics["tune.trials"] == 2
+
+
+def test_resume_runs_only_the_missing_trials(searched):
+    first, resumed, again = (r["result"] for r in searched["runs"])
+    assert first["study"] == resumed["study"] == again["study"]  # the trial count is not part of its name
+    assert (first["new_trials"], resumed["new_trials"], again["new_trials"]) == (1, 1, 0)
+    assert searched["runs"][0]["rows"] == searched["runs"][1]["rows"][:1]  # trial 0 kept, not re-run
+    assert searched["runs"][2]["rows"] == searched["runs"][1]["rows"]
+    assert searched["runs"][2]["best"] == searched["runs"][1]["best"]
+    ray_runs = sorted(p.name for p in (searched["work"] / "cache" / first["study"] / "ray").iterdir())
+    assert ray_runs == ["search-0", "search-1"]  # the third call started no search
+
+
+def test_zero_trials_passes_the_params_values_on(tmp_path):
+    p = params(tmp_path, 0)
+    result = tune.run(p, tmp_path / "no-data", tmp_path / "no-split", tmp_path / "out", tmp_path / "report",
+                      tmp_path / "cache")
+    best = json.loads((tmp_path / "out" / "best_config.json").read_text())
+    assert best["model"] == {k: getattr(p.model, k) for k in hpo.MODEL_KEYS}
+    assert best["train"] == {k: getattr(p.train, k) for k in hpo.TRAIN_KEYS}
+    assert best["val_loss"] is None and result["trials"] == 0
+    assert read_rows(tmp_path / "report") == [] and not (tmp_path / "cache").exists()
+
+
+def test_study_name_follows_the_space_and_data_not_the_trial_count(tmp_path):
+    data = tmp_path / "train.txt"
+    data.write_text("a\nb\n")
+    name = hpo.study_name(params(tmp_path, 2), [data])
+    assert hpo.study_name(params(tmp_path, 8, concurrency=1), [data]) == name
+    assert hpo.study_name(params(tmp_path, 2, max_epochs=3), [data]) != name
+    data.write_text("a\nc\n")
+    assert hpo.study_name(params(tmp_path, 2), [data]) != name
+
+
+def test_subsets_are_seeded_and_keep_split_order():
+    ids = [f"clip{i:03d}" for i in range(100)]
+    picked = hpo.subset(ids, 10, seed=0)
+    assert picked == hpo.subset(ids, 10, seed=0) != hpo.subset(ids, 10, seed=1)
+    assert picked == sorted(picked) and len(set(picked)) == 10
+    assert hpo.subset(ids[:5], 10, seed=0) == ids[:5]
+
+
+def test_search_space_is_validated(tmp_path):
+    from components.config import ParamsError
+
+    with pytest.raises(ParamsError, match="tune.space: lr must be"):
+        params(tmp_path, 2, space={**SEARCH["space"], "lr": [0.01, 0.001]})
+    with pytest.raises(ParamsError, match="tune.space.gru_layers"):
+        params(tmp_path, 2, space={**SEARCH["space"], "gru_layers": [9]})
