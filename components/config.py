@@ -224,6 +224,19 @@ class TuneParams(Section):
         return self
 
 
+class ExportParams(Section):
+    """`cs230 export`: the on-device variants (components/export.py)."""
+    sparsity: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    prune_max_minutes: float = Field(2.0, gt=0.0)
+    prune_lr: float = Field(5e-4, gt=0.0, le=1.0)
+    student_conv_filters: Annotated[int, Field(ge=1, le=512)] = 32
+    student_gru_hidden: Annotated[int, Field(ge=1, le=512)] = 48
+    student_gru_layers: Annotated[int, Field(ge=1, le=4)] = 1
+    distill_max_minutes: float = Field(5.0, gt=0.0)
+    distill_lr: float = Field(2e-3, gt=0.0, le=1.0)
+    latency_repeats: Annotated[int, Field(ge=1, le=100)] = 5
+
+
 class TriggerWordParams(Section):
     word: str = Field("activate", min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z' -]*$")
     seed: int = 0
@@ -243,6 +256,7 @@ class TriggerWordParams(Section):
     tune: TuneParams = TuneParams()
     detection: DetectionParams = DetectionParams()
     gate: GateParams = GateParams()
+    export: ExportParams = ExportParams()
 
     @model_validator(mode="after")
     def _output_step_matches_labels(self):
@@ -258,8 +272,21 @@ class TriggerWordParams(Section):
         return "-".join(self.word.lower().split())
 
 
+class ServeParams(Section):
+    """`cs230 serve`: where it listens and what it accepts (params.yaml explains each key)."""
+    host: str = Field("127.0.0.1", min_length=1)
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16_000_000
+    max_audio_seconds: float = Field(60.0, gt=0.0, le=3600.0)
+    poll_seconds: float = Field(30.0, ge=0.0)  # 0: no polling, only POST /v1/admin/reload
+    inference_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    replicas: Annotated[int, Field(ge=1, le=256)] = 1
+    replica_cpus: float = Field(1.0, gt=0.0, le=64.0)
+
+
 class Params(Section):
     trigger_word: TriggerWordParams
+    serve: ServeParams = ServeParams()
 
 
 # ---------------------------------------------------------------------------- loading

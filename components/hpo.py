@@ -6,6 +6,7 @@ The ledger is an Optuna study in a JournalStorage file. The driver writes a tria
 only when the trial has finished, so an interrupted search leaves a study holding just
 the finished trials; a restart runs only the ones still missing and hands the finished
 ones back to the sampler. Failed trials are kept (state FAIL) but do not count as done.
+ASHA's rungs are not restored: trials of a resumed search are pruned only against each other.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class TrialRecord:
     trial: int  # 0-based, in order of creation across every run of the study
     status: str  # one of STATUSES; "time_limit": cut by tune.trial_minutes
     epochs: int
-    val_loss: float | None  # of the trial's best epoch
+    val_loss: float | None  # unweighted per-step BCE on the val subset, best epoch
     val_f1: float | None  # frame F1 at that epoch
     best_epoch: int | None
     config: dict  # the sampled value of every SPACE_KEYS key

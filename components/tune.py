@@ -2,10 +2,12 @@
 
 Optuna's seeded TPE sampler proposes configurations from `tune.space`; Ray Tune runs them,
 one CPU and one torch thread per trial, each on a fixed subset of the train/val splits
-for at most `tune.max_epochs` epochs, and ASHA stops the unpromising ones early. Ray is
-local (one CPU per core) unless RAY_ADDRESS names a cluster. Under a pipeline run each
-trial is an MLflow child run. The study is kept in .cache/tune/<study>/ (see hpo.Ledger):
-DVC deletes a stage's outputs before re-running it, so resumable state lives outside them.
+for at most `tune.max_epochs` epochs, and ASHA stops the unpromising ones early. Trials
+are ranked by val_loss, the unweighted per-step BCE on the val subset (pos_weight is
+searched, so the training loss's weighting cannot be the yardstick). Ray is local (one
+CPU per core) unless RAY_ADDRESS names a cluster. Under a pipeline run each trial is an
+MLflow child run. The study is kept in .cache/tune/<study>/ (see hpo.Ledger): DVC
+deletes a stage's outputs before re-running it, so resumable state lives outside them.
 Outputs: data/trigger_word/tune/best_config.json (read by the train stage),
 reports/trigger_word/tune/{trials.csv, summary.json}.
 """
@@ -28,7 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from components import hpo, paths, tracking
 from components.audio import features, model, training
-from components.audio.training import ClipDataset, train
+from components.audio.training import ClipDataset, evaluate, train
 from components.config import TriggerWordParams
 from components.stage_cli import StageError, stage_main, staged_output
 from components.train import build_model, read_split, train_config
@@ -36,7 +38,7 @@ from components.train import build_model, read_split, train_config
 PIPELINE = "trigger-word"
 CACHE_DIR = Path(".cache/tune")  # studies, by name; survives DVC's removal of the stage's outputs
 # Code that decides a trial's result: a change to it starts a new study
-TRIAL_CODE = tuple(Path(m.__file__) for m in (features, model, training))
+TRIAL_CODE = (*(Path(m.__file__) for m in (features, model, training, hpo)), Path(__file__))
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,12 @@ def trial(config: dict, ctx: TrialContext) -> None:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
             **config, "train_clips": len(train_ds), "val_clips": len(val_ds), "max_epochs": cfg.max_epochs}.items()])
     best = {"val_loss": math.inf, "val_f1": 0.0, "epoch": 0}
+    plain_bce = torch.nn.BCEWithLogitsLoss()
 
     def on_epoch(epoch: int, m: dict) -> None:
+        # train()'s val_loss is weighted by the trial's own pos_weight, which is searched:
+        # ranked by it, small weights would win by construction. Rank by plain BCE instead.
+        m = {**m, "val_loss_weighted": m["val_loss"], "val_loss": evaluate(net, val_ds, cfg, plain_bce)["loss"]}
         if m["val_loss"] < best["val_loss"]:
             best.update(val_loss=m["val_loss"], val_f1=m["val_f1"], epoch=epoch)
         if client:
@@ -113,6 +119,7 @@ def search(ctx: TrialContext, ledger: hpo.Ledger, new_trials: int, storage: Path
         param_space=hpo.search_space(budget.space),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=new_trials,
                                     max_concurrent_trials=budget.concurrency,
+                                    reuse_actors=True,  # a finished trial's process runs the next: no re-import
                                     trial_name_creator=lambda t: f"trial-{log.number(t)}",
                                     trial_dirname_creator=lambda t: f"trial-{log.number(t)}"),
         run_config=tune.RunConfig(name=f"search-{log.offset}", storage_path=str(storage.resolve()),
@@ -180,8 +187,8 @@ def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, out_dir: Path, re
                     ray.shutdown()
         reported = ledger.finished()[:budget.trials]
         if len(reported) < budget.trials:
-            raise StageError(f"tune: only {len(reported)} of {budget.trials} trials finished (see the failed ones "
-                             f"above); run again to retry them, the finished ones are kept in {cache_dir / name}")
+            raise StageError(f"tune: only {len(reported)} of {budget.trials} trials finished (interrupted, or failed: see "
+                             f"above); run again to run the rest, the finished ones are kept in {cache_dir / name}")
         winner = min(reported, key=lambda r: (r.val_loss, r.trial))
         best = {**hpo.split_config(winner.config), "val_loss": round(winner.val_loss, 5), "trial": winner.trial}
     summary = {"trials": len(reported), **{s: sum(r.status == s for r in reported) for s in hpo.STATUSES[:3]},

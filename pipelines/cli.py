@@ -1,7 +1,9 @@
 """`cs230`: the command line of the product.
 
     cs230 run trigger-word [--set KEY=VALUE ...] [--no-push]   run a pipeline end to end (Prefect flow)
+    cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
+    cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
 
 Errors a user can cause print one line and exit non-zero; they never print a traceback.
 """
@@ -32,7 +34,9 @@ def use_embedded_defaults(root: Path) -> None:
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # stages stream their own progress; a failure is reported in one line by cmd_run, so
+    # Prefect's own console logs (and its tracebacks) stay off unless asked for
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     # stage subprocesses (dvc repro) must find this interpreter's tools first
     bin_dir = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(bin_dir):
@@ -147,6 +151,78 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from pipelines.schedule import serve_on_schedule
+
+    if bool(args.cron) == bool(args.interval):
+        print("error: give exactly one of --cron and --interval", file=sys.stderr)
+        return 2
+    if args.cron:
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=args.cron)
+        except ValueError:
+            print(f"error: --cron {args.cron!r}: not a valid cron expression (e.g. \"0 3 * * 0\")", file=sys.stderr)
+            return 2
+    serve_on_schedule(args.pipeline, args.cron, args.interval, args.limit)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The HTTP API over the champion models (DESIGN §6) until Ctrl-C. Exit 2: no model, bad
+    params or flags. The token comes from --token or CS230_SERVE_TOKEN, read here only."""
+    from components.audio.detection import DetectionConfig
+    from components.config import ParamsError, read_raw, validate_params
+    from components.detect import ModelLoadError, is_model_uri
+    from components.serve import ServeConfig
+    from components.serving.holder import MODEL_KINDS, ModelHolder
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        raw = read_raw(PARAMS_FILE)
+        if args.word is not None and isinstance(raw.get("trigger_word"), dict):
+            raw["trigger_word"]["word"] = args.word
+        params = validate_params(raw, "params.yaml" + (" with --word" if args.word else ""))
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    limits, det = params.serve, params.trigger_word.detection
+    host = args.host or limits.host
+    port = limits.port if args.port is None else args.port
+    replicas = limits.replicas if args.replicas is None else args.replicas
+    if not 1 <= port <= 65535 or replicas < 1 or (args.replicas is not None and not args.ray):
+        print("error: --port must be 1-65535; --replicas (>= 1) goes with --ray", file=sys.stderr)
+        return 2
+    ref = args.model or MODEL_KINDS["trigger-word"].champion(params)
+    config = ServeConfig(refs={"trigger-word": ref if is_model_uri(ref) else str(args.invocation_dir / ref)},
+                         tracking_uri=os.environ["MLFLOW_TRACKING_URI"], limits=limits,
+                         detection=DetectionConfig(smoothing_steps=det.smoothing_steps, refractory_s=det.refractory_s),
+                         token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None)
+    if host not in ("127.0.0.1", "localhost", "::1") and not config.token:
+        print(f"warning: serving on {host} without a token: anyone who reaches it can use it", file=sys.stderr)
+    try:
+        if args.ray:
+            from components.serving import ray_app
+
+            ModelHolder(config.refs, config.tracking_uri).refresh(strict=True)  # fail here, not in N replicas
+            ray_app.run(config, host, port, replicas, limits.replica_cpus, os.environ.get("RAY_ADDRESS"))
+        else:
+            from components.serve import run
+
+            run(config, host, port)
+    except ModelLoadError as exc:
+        hint = ""
+        if exc.not_found and not args.model:
+            word = f' --set trigger_word.word="{params.trigger_word.word}"' if args.word else ""
+            hint = f"; no champion registered yet: run `cs230 run trigger-word{word}` first, or pass --model"
+        print(f"error: model {exc}{hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ray mode: Ctrl-C ends the wait; uvicorn handles it itself
+        pass
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """`mlflow ui` over the configured store (default: the project's sqlite and mlartifacts/)."""
     uri = os.environ["MLFLOW_TRACKING_URI"]
@@ -168,6 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a dotted params.yaml key for this run (repeatable)")
     run.add_argument("--no-push", action="store_true", help="do not push stage outputs to the DVC remote")
     run.set_defaults(handler=cmd_run)
+    schedule = sub.add_parser("schedule", help="retrain on a schedule (a Prefect deployment)")
+    schedule.add_argument("pipeline", choices=sorted(PIPELINES))
+    schedule.add_argument("--cron", help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
+    schedule.add_argument("--interval", type=float, metavar="SECONDS", help="run every N seconds instead")
+    schedule.add_argument("--limit", type=int, help=argparse.SUPPRESS)  # concurrent runs (tests)
+    schedule.set_defaults(handler=cmd_schedule)
+    serve = sub.add_parser("serve", help="HTTP API over the champion models (default 127.0.0.1:8080)")
+    serve.add_argument("--host", help="interface to bind (default: params.yaml serve.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: params.yaml serve.port, 8080)")
+    serve.add_argument("--word", metavar="PHRASE", help="serve the champion of this phrase (default: params.yaml)")
+    serve.add_argument("--model", metavar="PATH_OR_URI", help="serve this MLflow model URI or saved detector "
+                       "file/folder instead of models:/trigger-word-<slug>@champion")
+    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but /healthz "
+                       "(default: env CS230_SERVE_TOKEN; the variable keeps it out of `ps`)")
+    serve.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment (local Ray, or RAY_ADDRESS)")
+    serve.add_argument("--replicas", type=int, metavar="N", help="Ray Serve replicas (default: params.yaml serve.replicas)")
+    serve.set_defaults(handler=cmd_serve, invocation_dir=Path.cwd())
     ui = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(handler=cmd_ui)

@@ -1,0 +1,168 @@
+"""`cs230 serve`: an HTTP API over the champion models (DESIGN §6).
+
+    GET  /healthz                    status and loaded models (never needs the token)
+    GET  /v1/models                  name, version, alias, metrics of each served model
+    POST /v1/admin/reload            re-read the registry now (the poll does it every poll_seconds)
+    POST /v1/trigger-word/detect     WAV/FLAC/PCM in, `cs230 detect`'s JSON line out
+    WS   /v1/trigger-word/stream     PCM16 chunks in, detections out as they happen
+
+`create_app(config)` is the whole server: uvicorn runs it here (`run`), Ray Serve runs the
+same app in each replica (components/serving/ray_app.py). Its lifespan loads the models
+(unless a loaded `ModelHolder` is given), sets one torch thread, and polls the registry.
+Every error is `{"error": "..."}` with a 4xx status; none stops the server.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.websockets import WebSocket
+
+from components.audio.detection import DetectionConfig
+from components.config import ServeParams
+from components.serving import trigger_word
+from components.serving.holder import MODEL_KINDS, ModelHolder
+from components.serving.inputs import ServeError
+
+log = logging.getLogger("cs230.serve")
+ROUTERS = {"trigger-word": trigger_word.router}  # kind -> its routes (MODEL_KINDS: how to load it)
+OPEN_PATHS = {"/healthz"}  # answered without the token
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything a server (or a Ray replica) needs; plain values, so it pickles."""
+    refs: dict  # kind -> model reference: models:/<name>@champion, another URI, or a path
+    tracking_uri: str | None = None
+    limits: ServeParams = ServeParams()
+    detection: DetectionConfig = DetectionConfig()  # threshold unused: each model has its own
+    token: str | None = None
+
+
+class BearerToken:
+    """ASGI middleware: with a token set, every HTTP and WebSocket route but OPEN_PATHS needs
+    `Authorization: Bearer <token>` (a WebSocket may pass `?token=` instead); else 401."""
+
+    def __init__(self, app, token: str):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS or self._ok(scope):
+            return await self.app(scope, receive, send)
+        message = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
+        if scope["type"] == "http":
+            return await JSONResponse({"error": message}, 401, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        await trigger_word.deny(WebSocket(scope, receive, send), 401, message)
+
+    def _ok(self, scope) -> bool:
+        header = dict(scope.get("headers", [])).get(b"authorization", b"")
+        given = header[7:] if header[:7].lower() == b"bearer " else b""
+        if not given and scope["type"] == "websocket":
+            from urllib.parse import parse_qs
+            given = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0].encode()
+        return bool(given) and hmac.compare_digest(given, self.token)
+
+
+async def _poll(holder: ModelHolder, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await anyio.to_thread.run_sync(holder.refresh)
+        except Exception:  # a poll must never end the server; the next one tries again
+            log.exception("model refresh failed")
+
+
+def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import torch
+
+        torch.set_num_threads(1)  # one thread per inference; concurrency comes from the limiter
+        app.state.holder = holder or ModelHolder(config.refs, config.tracking_uri)
+        if not app.state.holder.loaded():
+            await anyio.to_thread.run_sync(lambda: app.state.holder.refresh(strict=True))
+        app.state.limiter = anyio.CapacityLimiter(config.limits.inference_threads)
+        poll = (asyncio.create_task(_poll(app.state.holder, config.limits.poll_seconds))
+                if config.limits.poll_seconds > 0 else None)
+        yield
+        if poll:
+            poll.cancel()
+
+    app = FastAPI(title="cs230 serve", lifespan=lifespan)
+    app.state.config = config
+    if config.token:
+        app.add_middleware(BearerToken, token=config.token)
+    for kind in config.refs:
+        app.include_router(ROUTERS[kind])
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, exc: ServeError):
+        return JSONResponse({"error": exc.message}, exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+            parts = request.url.path.split("/")
+            if len(parts) > 3 and parts[1] == "v1" and parts[2] not in ("models", "admin") and parts[2] not in config.refs:
+                message = f"unknown model {parts[2]!r}; this server serves: {', '.join(config.refs)}"
+        return JSONResponse({"error": message}, exc.status_code, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):  # a bug answers 500; the server lives on
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, 500)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        return JSONResponse({"error": f"{'.'.join(map(str, err['loc']))}: {err['msg']}"}, 422)
+
+    @app.get("/healthz")
+    async def healthz(request: Request):
+        h = request.app.state.holder
+        return {"status": "ok" if len(h.loaded()) == len(config.refs) else "degraded",
+                "models": {m.kind: {"name": m.name, "version": m.version, "source": m.source} for m in h.loaded()},
+                "errors": h.errors}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        return {"models": [m.describe() for m in request.app.state.holder.loaded()]}
+
+    @app.post("/v1/admin/reload")
+    async def reload(request: Request):
+        """Swap in any new champion now; the current models keep serving until then."""
+        h = request.app.state.holder
+        changes = await anyio.to_thread.run_sync(h.refresh)
+        return {"changed": changes, "models": [m.describe() for m in h.loaded()], "errors": h.errors}
+
+    return app
+
+
+def run(config: ServeConfig, host: str, port: int) -> None:
+    """Load the models (ModelLoadError if one is missing), then serve with uvicorn until Ctrl-C."""
+    import uvicorn
+
+    if not log.handlers:  # model swaps and refresh failures, next to uvicorn's lines
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    holder = ModelHolder(config.refs, config.tracking_uri)
+    holder.refresh(strict=True)
+    for m in holder.loaded():
+        print(f"serving {m.kind}: {m.source}" + (f" (alias {m.alias})" if m.alias else ""), flush=True)
+    uvicorn.run(create_app(config, holder), host=host, port=port, log_level="info",
+                ws_max_size=config.limits.max_body_bytes, timeout_graceful_shutdown=5)
+
+
+assert set(ROUTERS) <= set(MODEL_KINDS), "every routed kind must be loadable"

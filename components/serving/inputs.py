@@ -1,0 +1,172 @@
+"""Request bodies -> an audio file on disk that `components.detect` reads, with the limits.
+
+Accepted: a WAV/FLAC file (multipart field `file`, or the raw body as audio/wav or
+audio/flac), or raw 16-bit little-endian mono PCM (application/octet-stream or audio/L16)
+with `?sample_rate=`. PCM is written behind a WAV header as it arrives, so every input goes
+through the same reader (`detect_file`) and gives the same JSON as `cs230 detect`.
+
+Every refusal is a `ServeError(status, message)`: the app answers `{"error": message}`.
+The byte limit is counted while the body arrives, before anything is decoded.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+import soundfile as sf
+from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect, Request
+
+from components.audio.audio_io import AudioReadError
+from components.detect import detect_file
+
+FILE_TYPES = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
+              "audio/flac": ".flac", "audio/x-flac": ".flac"}
+PCM_TYPES = {"application/octet-stream", "audio/l16"}
+SAMPLE_RATES = (8000, 192000)  # PCM rates accepted: telephone to studio; resampled to the model's
+ACCEPTED = ("a WAV/FLAC file (multipart field 'file', or the body as audio/wav or audio/flac) or 16-bit "
+            "little-endian mono PCM (application/octet-stream or audio/L16) with ?sample_rate=")
+
+
+class ServeError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str  # the uploaded file's name, or "upload" for a raw body
+    path: Path  # a temporary file the caller removes
+
+
+def parse_sample_rate(text: str | None, required: bool = True) -> int | None:
+    if text is None or text == "":
+        if required:
+            raise ServeError(422, "sample_rate query parameter is required for raw PCM, e.g. ?sample_rate=16000")
+        return None
+    low, high = SAMPLE_RATES
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ServeError(422, f"sample_rate must be an integer from {low} to {high} Hz, got {text!r}")
+    return int(text)
+
+
+async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks; 413 as soon as the declared or received size passes `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ServeError(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ServeError(413, f"request body is over the limit of {limit} bytes")
+            yield chunk
+    except ClientDisconnect:  # nobody is left to read the answer; it is only logged
+        raise ServeError(400, "the client closed the connection before the body ended") from None
+
+
+def _wav_header(rate: int, data_bytes: int) -> bytes:
+    """44-byte RIFF/WAVE header of 16-bit mono PCM."""
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", data_bytes))
+
+
+async def receive_audio(request: Request, max_bytes: int, max_seconds: float) -> Upload:
+    """The request's audio in a temporary file; ServeError (4xx) when it cannot be one."""
+    media, _, rest = request.headers.get("content-type", "").partition(";")
+    media = media.strip().lower()
+    ctype_params = dict(p.strip().lower().partition("=")[::2] for p in rest.split(";") if "=" in p)
+    if media == "multipart/form-data":
+        return await _receive_multipart(request, max_bytes)
+    if media in FILE_TYPES:
+        return await _receive_raw(request, max_bytes, FILE_TYPES[media], header=None)
+    if media in PCM_TYPES:
+        rate = parse_sample_rate(request.query_params.get("sample_rate") or ctype_params.get("rate"))
+        if ctype_params.get("channels", "1") != "1":
+            raise ServeError(415, "raw PCM must be mono (channels=1); send a WAV/FLAC file for more channels")
+        upload = await _receive_raw(request, max_bytes, ".wav", header=rate)
+        data_bytes = upload.path.stat().st_size - 44
+        if data_bytes % 2 or data_bytes / 2 / rate > max_seconds:
+            upload.path.unlink()
+            if data_bytes % 2:
+                raise ServeError(400, f"truncated PCM: {data_bytes} bytes is not a whole number of 16-bit samples")
+            raise ServeError(413, f"audio is {data_bytes / 2 / rate:.1f} s long; the limit is {max_seconds:g} s")
+        with open(upload.path, "r+b") as f:  # now the sizes are known
+            f.write(_wav_header(rate, data_bytes))
+        return upload
+    what = f"Content-Type {media!r}" if media else "no Content-Type"
+    raise ServeError(415, f"unsupported {what}: send {ACCEPTED}")
+
+
+def _temp_file(suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix="cs230-serve-", suffix=suffix)
+    os.close(fd)
+    return Path(name)
+
+
+async def _receive_raw(request: Request, max_bytes: int, suffix: str, header: int | None) -> Upload:
+    path = _temp_file(suffix)
+    try:
+        size = 0
+        with open(path, "wb") as out:
+            if header is not None:
+                out.write(_wav_header(header, 0))  # placeholder sizes, rewritten once known
+            async for chunk in limited_body(request, max_bytes):
+                out.write(chunk)
+                size += len(chunk)
+        if size == 0:
+            raise ServeError(400, "empty body: no audio")
+        return Upload("upload", path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+async def _receive_multipart(request: Request, max_bytes: int) -> Upload:
+    parser = MultiPartParser(request.headers, limited_body(request, max_bytes), max_files=4, max_fields=16)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ServeError(400, f"malformed multipart body ({exc.message})") from None
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):  # no field 'file': take the first file part
+            upload = next((v for _, v in form.multi_items() if not isinstance(v, str)), None)
+        if upload is None:
+            raise ServeError(400, "multipart body has no file: send the audio in the field 'file'")
+        name = upload.filename or "upload"
+        suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".wav", ".flac") else ".audio"
+        path = _temp_file(suffix)
+        try:
+            with open(path, "wb") as out:
+                await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+            if path.stat().st_size == 0:
+                raise ServeError(400, f"empty file {name!r}: no audio")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Upload(name, path)
+    finally:
+        await form.close()
+
+
+def detect_upload(model, upload: Upload, cfg, threshold: float | None, max_seconds: float) -> dict:
+    """`cs230 detect`'s record of the upload (blocking: run it in a worker thread)."""
+    try:
+        info = sf.info(str(upload.path))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        info = None  # not audio: detect_file says why, in the same words as `cs230 detect`
+    if info is not None and info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
+        raise ServeError(413, f"audio is {info.frames / info.samplerate:.1f} s long; the limit is {max_seconds:g} s")
+    try:
+        return {"file": upload.name, **detect_file(model, upload.path, cfg, threshold)}
+    except AudioReadError as exc:
+        raise ServeError(400, str(exc).replace(str(upload.path), upload.name)) from None  # no temp paths

@@ -1,0 +1,145 @@
+"""Trigger-word routes: one-shot detection on an upload, and a WebSocket stream.
+
+Both answer with the model version a request started on (`holder.get` once, kept to the
+end), through `components.detect` (upload) or the same streamer + `StreamingDetector` it
+uses (stream), so outputs equal `cs230 detect` on the same audio.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import anyio
+import numpy as np
+import soxr
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+
+from components.audio.detection import DetectionConfig, StreamingDetector
+from components.serving.inputs import ServeError, detect_upload, parse_sample_rate, receive_audio
+
+KIND = "trigger-word"
+router = APIRouter(prefix=f"/v1/{KIND}")
+
+
+def _model_headers(loaded) -> dict:
+    """Which version answered (headers are latin-1: other characters of a path are escaped)."""
+    values = {"X-Model": loaded.name, "X-Model-Version": str(loaded.version or ""), "X-Model-Source": loaded.source}
+    return {k: v.encode("ascii", "backslashreplace").decode() for k, v in values.items()}
+
+
+def _loaded(state):
+    try:
+        return state.holder.get(KIND)  # this request's model, whatever a reload does meanwhile
+    except KeyError:
+        raise ServeError(503, f"no {KIND} model is loaded; see /healthz") from None
+
+
+def _threshold(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ServeError(422, f"threshold must be a finite number, got {text!r}")
+    return value
+
+
+@router.post("/detect")
+async def detect(request: Request) -> JSONResponse:
+    """{"file", "duration_s", "detections": [{"time_s", "score"}]}: `cs230 detect`'s line."""
+    state = request.app.state
+    threshold = _threshold(request.query_params.get("threshold"))
+    loaded = _loaded(state)
+    limits = state.config.limits
+    upload = await receive_audio(request, limits.max_body_bytes, limits.max_audio_seconds)
+    try:
+        record = await anyio.to_thread.run_sync(detect_upload, loaded.model, upload, state.config.detection,
+                                                threshold, limits.max_audio_seconds, limiter=state.limiter)
+    finally:
+        upload.path.unlink(missing_ok=True)
+    return JSONResponse(record, headers=_model_headers(loaded))
+
+
+class PcmStream:
+    """PCM16 little-endian mono bytes, split anywhere -> detections as they happen."""
+
+    def __init__(self, model, cfg: DetectionConfig, sample_rate: int):
+        rate = model.feature_config.sample_rate
+        self.streamer = model.stream()  # its own state: one per connection
+        self.detector = StreamingDetector(model.step_seconds, dataclasses.replace(cfg, threshold=model.threshold))
+        self.resampler = (soxr.ResampleStream(sample_rate, rate, 1, dtype="float32", quality="HQ")
+                          if sample_rate != rate else None)  # as detect.stream_audio does
+        self.sample_rate, self.samples, self._odd = sample_rate, 0, b""
+
+    def feed(self, data: bytes) -> list[dict]:
+        data = self._odd + data
+        whole = len(data) - len(data) % 2
+        self._odd = data[whole:]  # half a sample waits for the next message
+        x = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0  # as libsndfile
+        self.samples += len(x)
+        return self._detect(self.resampler.resample_chunk(x) if self.resampler else x)
+
+    def finish(self) -> list[dict]:
+        if self._odd:
+            raise ServeError(400, "truncated PCM: the stream ended inside a 16-bit sample")
+        return self._detect(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+                            if self.resampler else np.zeros(0, np.float32))
+
+    def _detect(self, x: np.ndarray) -> list[dict]:
+        if len(x) == 0:
+            return []
+        found = self.detector.process(self.streamer.process(x))
+        return [{"time_s": round(d.time_s, 3), "score": round(d.score, 3)} for d in found]
+
+
+@router.websocket("/stream")
+async def stream(ws: WebSocket) -> None:
+    """Binary messages: PCM16 LE mono at ?sample_rate=. Pushes {"time_s", "score"} per
+    detection. A text message "end" flushes, answers {"end": true, "duration_s"} and closes."""
+    state = ws.app.state
+    try:
+        rate = parse_sample_rate(ws.query_params.get("sample_rate"))
+    except ServeError as exc:
+        return await deny(ws, exc.status, exc.message)
+    try:
+        loaded = _loaded(state)
+    except ServeError as exc:
+        return await deny(ws, exc.status, exc.message)
+    pcm = PcmStream(loaded.model, state.config.detection, rate)
+    await ws.accept(headers=[(k.lower().encode(), v.encode()) for k, v in _model_headers(loaded).items()])
+    max_bytes = state.config.limits.max_body_bytes
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                if len(message["bytes"]) > max_bytes:
+                    raise ServeError(413, f"message over the limit of {max_bytes} bytes")
+                found = await anyio.to_thread.run_sync(pcm.feed, message["bytes"], limiter=state.limiter)
+            elif (message.get("text") or "").strip() == "end":
+                for d in await anyio.to_thread.run_sync(pcm.finish, limiter=state.limiter):
+                    await ws.send_json(d)
+                await ws.send_json({"end": True, "duration_s": round(pcm.samples / rate, 3)})
+                return await ws.close(1000)
+            else:
+                raise ServeError(400, 'send binary PCM16 messages, then the text "end"')
+            for d in found:
+                await ws.send_json(d)
+    except ServeError as exc:
+        await ws.send_json({"error": exc.message})
+        await ws.close(1003 if exc.status == 400 else 1009, exc.message[:120])
+    except WebSocketDisconnect:
+        return
+
+
+async def deny(ws: WebSocket, status: int, message: str) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP status + JSON error where the server
+    supports it (uvicorn does), else close code 1008 with the message as reason."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
+    else:
+        await ws.close(1008, message[:120])

@@ -1,0 +1,212 @@
+"""The whole trigger-word flow on a tiny configuration, with real services: Prefect's test
+harness, local Ray, an sqlite MLflow store, DVC with a local remote. Also: cached re-runs,
+a param change, a killed run that resumes, a teammate's clone, a scheduled run."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import PROJECT_ROOT, TINY, write_params
+
+pytestmark = pytest.mark.timeout(900)
+
+FLOW_TINY = {**TINY,
+             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_clips": 16, "val_clips": 8,
+                      "max_epochs": 1, "grace_epochs": 1, "trial_minutes": 1.0},
+             "train": {"max_epochs": 2, "max_minutes": 1.0}}
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def flow_repo(tmp_path_factory):
+    """A git+DVC clone of the project's pipeline with tiny params, its own MLflow store
+    and DVC remote, and the environment `cs230` would set."""
+    root = tmp_path_factory.mktemp("flow") / "repo"
+    root.mkdir()
+    shutil.copytree(PROJECT_ROOT / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "data.dvc", ".gitignore"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    write_params(root / "params.yaml", FLOW_TINY)
+    (root / "data" / "raw").mkdir(parents=True)
+    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{root.parent / 'mlflow.db'}",
+           "PREFECT_HOME": str(root.parent / "prefect-home")}
+    run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True, env={**os.environ, **env})
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("dvc", "remote", "add", "-d", "store", str(root.parent / "remote"))
+    run("git", "add", "-A")
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    return root, env
+
+
+@pytest.fixture()
+def in_repo(flow_repo, monkeypatch):
+    root, env = flow_repo
+    monkeypatch.chdir(root)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+def cs230(root, env, *args, **kw):
+    return subprocess.run([str(BIN / "cs230"), *args], cwd=root, env={**os.environ, **env}, capture_output=True,
+                          text=True, **kw)
+
+
+def test_flow_runs_every_stage_and_registers(harness, in_repo):
+    from pipelines.flow import trigger_word_flow
+
+    result = trigger_word_flow(push=True)
+    assert [o.stage for o in result.outcomes] == ["validate_raw", "generate", "validate_generated", "split",
+                                                  "tune", "train", "evaluate", "register"]
+    assert {o.status for o in result.outcomes} == {"ran"}
+    client = mlflow.MlflowClient()
+    assert int(client.get_model_version_by_alias("trigger-word-activate", "champion").version) == 1
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["trigger_word"] == "activate" and len(run.data.tags["git.commit"]) == 40
+    assert any(k.startswith("data.data/trigger_word/generated") for k in run.data.tags)
+    assert "params.hash" in run.data.tags and "frr_test" in run.data.metrics
+    trials = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(trials) == 2 and all("val_loss" in t.data.metrics for t in trials)
+    remote_files = [p for p in (in_repo.parent / "remote").rglob("*") if p.is_file()]
+    assert len(remote_files) > 100   # pushed: clips, models, reports
+
+
+def test_rerun_is_all_cached_and_registers_nothing(harness, in_repo):
+    from pipelines.flow import trigger_word_flow
+
+    started = time.perf_counter()
+    result = trigger_word_flow(push=False)
+    assert {o.status for o in result.outcomes} == {"cached"}
+    assert time.perf_counter() - started < 60
+    versions = mlflow.MlflowClient().search_model_versions("name = 'trigger-word-activate'")
+    assert len(versions) == 1
+
+
+def test_param_change_reruns_only_dependants(harness, in_repo):
+    from pipelines.flow import trigger_word_flow
+
+    params = (in_repo / "params.yaml").read_text()
+    (in_repo / "params.yaml").write_text(params.replace("smoothing_steps: 5", "smoothing_steps: 3"))
+    try:
+        result = trigger_word_flow(push=False)
+    finally:
+        (in_repo / "params.yaml").write_text(params)
+    ran = [o.stage for o in result.outcomes if o.status == "ran"]
+    assert ran == ["evaluate", "register"]
+
+
+def test_killed_run_resumes_from_cache(flow_repo):
+    """Kill `cs230 run` in the middle of the train stage: earlier stages stay cached and
+    intact, and the next run starts at train."""
+    root, env = flow_repo
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("max_minutes: 1.0", "max_minutes: 1.5"))
+    manifest = (root / "data/trigger_word/generated/manifest.csv").read_bytes()
+    proc = subprocess.Popen([str(BIN / "cs230"), "run", "trigger-word", "--no-push"], cwd=root,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    for line in proc.stdout:
+        if "Running stage 'trigger_word-train'" in line:
+            time.sleep(2)
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert (root / "data/trigger_word/generated/manifest.csv").read_bytes() == manifest
+    again = cs230(root, env, "run", "trigger-word", "--no-push", timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    table = again.stdout[again.stdout.index("stage "):]
+    assert re.search(r"^split\s+cached", table, re.M) and re.search(r"^train\s+ran", table, re.M)
+    assert "MLflow run" in again.stdout and "registry: trigger-word-activate" in again.stdout
+
+
+def test_failed_stage_is_named_in_one_line(flow_repo):
+    root, env = flow_repo
+    backgrounds = root / "data/raw/backgrounds"
+    backgrounds.mkdir(parents=True, exist_ok=True)
+    (backgrounds / "broken.wav").write_bytes(b"RIFF not really audio")
+    try:
+        result = cs230(root, env, "run", "trigger-word", "--no-push", timeout=600)
+    finally:
+        shutil.rmtree(backgrounds)
+    assert result.returncode == 1
+    error = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(error) == 1 and "stage validate_raw failed" in error[0] and "broken.wav" in error[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_teammate_clone_pulls_same_data_and_detections(flow_repo, tmp_path):
+    root, env = flow_repo
+    subprocess.run([str(BIN / "dvc"), "push"], cwd=root, check=True, capture_output=True, env={**os.environ, **env})
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "run"], cwd=root, check=True)
+    clone = tmp_path / "teammate"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    pulled = subprocess.run([str(BIN / "dvc"), "pull"], cwd=clone, capture_output=True, text=True,
+                            env={**os.environ, **env})
+    assert pulled.returncode == 0, pulled.stderr
+    assert (clone / "data/trigger_word/generated/manifest.csv").read_bytes() == \
+        (root / "data/trigger_word/generated/manifest.csv").read_bytes()
+    clip = "data/trigger_word/generated/clips/main-00000.wav"
+    ours = cs230(root, env, "detect", clip, "--model", "models/trigger_word/detector.pt", "--threshold", "0.3")
+    theirs = cs230(clone, env, "detect", clip, "--model", "models/trigger_word/detector.pt", "--threshold", "0.3")
+    assert ours.returncode == theirs.returncode == 0
+    assert json.loads(ours.stdout) == json.loads(theirs.stdout)
+
+
+def test_schedule_creates_and_executes_a_run(flow_repo):
+    """`cs230 schedule` with no Prefect server configured starts one on loopback, and a
+    scheduled run of the (cached) pipeline completes."""
+    root, env = flow_repo
+    run_env = {k: v for k, v in {**os.environ, **env}.items() if k != "PREFECT_API_URL"}
+    proc = subprocess.Popen([str(BIN / "cs230"), "schedule", "trigger-word", "--interval", "5"], cwd=root,
+                            env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            found = re.search(r"started one on loopback: (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "the schedule command did not say it started a Prefect server"
+        deadline = time.time() + 300
+        states = []
+        while time.time() < deadline:
+            request = urllib.request.Request(f"{url}/api/flow_runs/filter", data=b"{}", method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                runs = json.loads(urllib.request.urlopen(request, timeout=5).read())
+            except OSError:
+                runs = []
+            states = [r["state_type"] for r in runs]
+            if "COMPLETED" in states:
+                break
+            time.sleep(2)
+        assert "COMPLETED" in states, states
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
