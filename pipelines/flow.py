@@ -81,10 +81,13 @@ class PipelineResult:
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=None)
 def push_outputs(stages: list[Stage]) -> None:
-    """`dvc push` the raw inputs and every stage's outputs to the default remote."""
-    proc = subprocess.run(["dvc", "push", "data.dvc", *(s.name for s in stages)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dvc push failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}")
+    """`dvc push` the raw inputs (as the run used them) and every stage's outputs."""
+    for cmd in (["dvc", "commit", "--force", "--quiet", "data.dvc"],
+                ["dvc", "push", "--quiet", "data.dvc", *(s.name for s in stages)]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+            raise RuntimeError(f"{' '.join(cmd[:2])} failed: {lines[-1]}")
 
 
 def run_pipeline(pipeline: str, push: bool) -> PipelineResult:
