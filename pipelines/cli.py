@@ -3,6 +3,7 @@
     cs230 run trigger-word [--set KEY=VALUE ...] [--no-push]   run a pipeline end to end (Prefect flow)
     cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
+    cs230 export [--model URI] [--out DIR]                     ONNX build for devices + size/latency/accuracy table
     cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
 
 Errors a user can cause print one line and exit non-zero; they never print a traceback.
@@ -151,6 +152,19 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The on-device build (DESIGN §6): the stage components/export.py, with user paths taken from
+    where the command was run. Exit 2: no model, bad params or data."""
+    from components.detect import is_model_uri
+    from components.export import main as export_main
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
+    if args.model:
+        argv += ["--model", args.model if is_model_uri(args.model) else str(args.invocation_dir / args.model)]
+    return export_main(argv)
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
     from pipelines.schedule import serve_on_schedule
 
@@ -272,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--word", metavar="PHRASE", help="use the champion of this phrase (default: params.yaml)")
     # main() changes to the project root before the handler: remember where relative paths start
     detect.set_defaults(handler=cmd_detect, invocation_dir=Path.cwd())
+    export = sub.add_parser("export", help="ONNX build for devices (fp32, int8, pruned, distilled) and its report")
+    export.add_argument("--model", metavar="PATH_OR_URI", help="MLflow model URI or saved detector file/folder "
+                        "(default: models:/trigger-word-<slug>@champion)")
+    export.add_argument("--out", type=Path, metavar="DIR", help="where the .onnx files and export_report.json go "
+                        "(default: models/trigger_word/export)")
+    export.set_defaults(handler=cmd_export, invocation_dir=Path.cwd())
     return parser
 
 

@@ -43,8 +43,8 @@ def split_dir(tiny_dataset, tiny_params_file, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def searched(tiny_dataset, split_dir, tmp_path_factory):
-    """Under a pipeline run: a 1-trial search, the same study raised to 2 trials (the
-    state an interrupted 2-trial search leaves, resumed), then the same 2-trial search again."""
+    """Under a pipeline run: a 2-trial search (both trials at once), the same study raised
+    to 3 trials (what resuming an interrupted 3-trial search does), then the same again."""
     import mlflow
 
     work = tmp_path_factory.mktemp("tune")
@@ -55,7 +55,7 @@ def searched(tiny_dataset, split_dir, tmp_path_factory):
         parent = client.create_run(experiment, run_name="pipeline").info.run_id
         mp.setenv("MLFLOW_RUN_ID", parent)
         runs = []
-        for i, trials in enumerate((1, 2, 2)):
+        for i, trials in enumerate((2, 3, 3)):
             out, report = work / f"out{i}", work / f"report{i}"
             result = tune.run(params(work, trials), tiny_dataset, split_dir, out, report, work / "cache")
             runs.append({"result": result, "best": json.loads((out / "best_config.json").read_text()),
@@ -65,7 +65,7 @@ def searched(tiny_dataset, split_dir, tmp_path_factory):
 
 
 def test_best_config_is_a_point_of_the_search_space(searched):
-    best, rows = searched["runs"][1]["best"], searched["runs"][1]["rows"]
+    best, rows = searched["runs"][0]["best"], searched["runs"][0]["rows"]
     space = SEARCH["space"]
     assert set(best["model"]) == set(hpo.MODEL_KEYS) and set(best["train"]) == set(hpo.TRAIN_KEYS)
     for key in ("gru_hidden", "gru_layers", "conv_filters"):
@@ -81,7 +81,7 @@ def test_best_config_is_a_point_of_the_search_space(searched):
 def test_train_stage_reads_the_best_config(searched):
     from components.train import build_model, train_config
 
-    best = searched["runs"][1]["best"]
+    best = searched["runs"][0]["best"]
     p = load_params(write_params(searched["work"] / "plain.yaml", {})).trigger_word
     model = build_model(p, best["model"])
     assert model.model_cfg.gru_hidden == best["model"]["gru_hidden"]
@@ -89,14 +89,14 @@ def test_train_stage_reads_the_best_config(searched):
 
 
 def test_one_row_per_trial_with_status_and_epochs(searched):
-    rows = searched["runs"][1]["rows"]
+    rows = searched["runs"][0]["rows"]
     assert [int(r["trial"]) for r in rows] == [0, 1]
     for r in rows:
         assert r["status"] in ("completed", "pruned")
         assert 1 <= int(r["epochs"]) <= SEARCH["max_epochs"]
         assert (r["status"] == "completed") == (int(r["epochs"]) == SEARCH["max_epochs"])
         assert set(hpo.SPACE_KEYS) <= set(r)
-    summary = searched["runs"][1]["summary"]
+    summary = searched["runs"][0]["summary"]
     assert summary["trials"] == 2 and summary["completed"] + summary["pruned"] == 2
     assert not any("second" in k or k.endswith("_s") for k in summary)  # metrics stay deterministic
 
@@ -104,7 +104,7 @@ def test_one_row_per_trial_with_status_and_epochs(searched):
 def test_each_trial_is_a_child_run_of_the_pipeline_run(searched):
     client, parent = searched["client"], searched["parent"]
     children = client.search_runs([searched["experiment"]], f"tags.mlflow.parentRunId = '{parent}'")
-    assert sorted(r.info.run_name for r in children) == ["trial-0", "trial-1"]
+    assert sorted(r.info.run_name for r in children) == ["trial-0", "trial-1", "trial-2"]
     rows = {f"trial-{r['trial']}": r for r in searched["runs"][1]["rows"]}
     for run in children:
         row = rows[run.info.run_name]
@@ -115,18 +115,19 @@ def test_each_trial_is_a_child_run_of_the_pipeline_run(searched):
         history = client.get_metric_history(run.info.run_id, "val_loss")
         assert [m.step for m in history] == list(range(1, int(row["epochs"]) + 1))
         assert min(m.value for m in history) == pytest.approx(float(row["val_loss"]))
-    assert client.get_run(parent).data.metrics["tune.trials"] == 2
+    assert client.get_run(parent).data.metrics["tune.trials"] == 3
 
 
 def test_resume_runs_only_the_missing_trials(searched):
     first, resumed, again = (r["result"] for r in searched["runs"])
     assert first["study"] == resumed["study"] == again["study"]  # the trial count is not part of its name
-    assert (first["new_trials"], resumed["new_trials"], again["new_trials"]) == (1, 1, 0)
-    assert searched["runs"][0]["rows"] == searched["runs"][1]["rows"][:1]  # trial 0 kept, not re-run
+    assert (first["new_trials"], resumed["new_trials"], again["new_trials"]) == (2, 1, 0)
+    assert searched["runs"][0]["rows"] == searched["runs"][1]["rows"][:2]  # kept, not re-run
+    assert [int(r["trial"]) for r in searched["runs"][1]["rows"]] == [0, 1, 2]
     assert searched["runs"][2]["rows"] == searched["runs"][1]["rows"]
     assert searched["runs"][2]["best"] == searched["runs"][1]["best"]
     ray_runs = sorted(p.name for p in (searched["work"] / "cache" / first["study"] / "ray").iterdir())
-    assert ray_runs == ["search-0", "search-1"]  # the third call started no search
+    assert ray_runs == ["search-0", "search-2"]  # named by the first trial; the third call started none
 
 
 def test_zero_trials_passes_the_params_values_on(tmp_path):
