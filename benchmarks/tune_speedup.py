@@ -6,7 +6,7 @@ concurrency 1, then N. Pruning is off (grace_epochs = max_epochs) and every tria
 random startup trial, so both runs train the same configurations for the same epochs and
 only the scheduling differs. Wall time includes starting and stopping local Ray, as a user
 sees it. Target (the issue's): >= 1.6x with 2 trials at a time on 2 idle cores.
-    python benchmarks/tune_speedup.py [--trials 4] [--train-clips 300] [--concurrency 2]
+    python benchmarks/tune_speedup.py [--trials 4] [--train-clips 600] [--concurrency 2] [--data D --split S]
 """
 from __future__ import annotations
 
@@ -36,14 +36,15 @@ def search_seconds(overrides: list[str], data: Path, split: Path, work: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--train-clips", type=int, default=300)
-    parser.add_argument("--val-clips", type=int, default=75)
+    parser.add_argument("--train-clips", type=int, default=600)
+    parser.add_argument("--val-clips", type=int, default=150)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=paths.pipeline_dir("trigger-word") / "generated")
+    parser.add_argument("--split", type=Path, default=paths.pipeline_dir("trigger-word") / "split")
     args = parser.parse_args()
     os.chdir(ROOT)
     os.environ.pop("MLFLOW_RUN_ID", None)  # a benchmark is not a pipeline run
-    base = paths.pipeline_dir("trigger-word")
     budget = [f"trigger_word.tune.trials={args.trials}", f"trigger_word.tune.startup_trials={args.trials}",
               f"trigger_word.tune.train_clips={args.train_clips}", f"trigger_word.tune.val_clips={args.val_clips}",
               f"trigger_word.tune.max_epochs={args.epochs}", f"trigger_word.tune.grace_epochs={args.epochs}"]
@@ -53,7 +54,7 @@ def main() -> None:
     for concurrency in (1, args.concurrency):
         with tempfile.TemporaryDirectory(prefix="tune-bench-") as work:
             wall, result = search_seconds([*budget, f"trigger_word.tune.concurrency={concurrency}"],
-                                          base / "generated", base / "split", Path(work))
+                                          args.data, args.split, Path(work))
         walls[concurrency] = wall
         print(f"concurrency {concurrency}: {wall:6.1f} s  ({result['epochs']} epochs trained, "
               f"best val_loss {result['best_val_loss']})", flush=True)

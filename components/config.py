@@ -227,6 +227,7 @@ class TuneParams(Section):
 class ExportParams(Section):
     """`cs230 export`: the on-device variants (components/export.py)."""
     sparsity: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    finetune_clips: Annotated[int, Field(ge=0)] = 800  # 0: the whole train split
     prune_max_minutes: float = Field(2.0, gt=0.0)
     prune_lr: float = Field(5e-4, gt=0.0, le=1.0)
     student_conv_filters: Annotated[int, Field(ge=1, le=512)] = 32

@@ -60,10 +60,14 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
     e, step = p.export, teacher.samples_per_step
     meta = {"word": p.word, "smoothing_steps": str(p.detection.smoothing_steps),
             "refractory_s": repr(p.detection.refractory_s)}
-    train_ds = ClipDataset(data_dir, read_split(split_dir, "train"), samples_per_step=step)
+    train_ids = read_split(split_dir, "train")
+    if 0 < e.finetune_clips < len(train_ids):  # a seeded subset: an epoch must fit the time caps
+        train_ids = sorted(np.random.default_rng(p.seed).choice(train_ids, e.finetune_clips, replace=False))
+    train_ds = ClipDataset(data_dir, train_ids, samples_per_step=step)
     val_ds = ClipDataset(data_dir, read_split(split_dir, "val"), samples_per_step=step)
     log = lambda name: lambda epoch, m: _say(f"{name} epoch {epoch}: val_loss {m['val_loss']:.4f}")  # noqa: E731
-    teacher_n = compress.parameter_count(teacher)
+    teacher_n, student = compress.parameter_count(teacher), build_student(p, teacher)
+    student_n = compress.parameter_count(student)
     built = {"fp32": {"path": export_step(teacher, out / "fp32.onnx", {**meta, "variant": "fp32"}),
                       "threshold": teacher.threshold, "parameters": teacher_n}}
     built["int8"] = {**built["fp32"], "path": compress.quantize_int8(built["fp32"]["path"], out / "int8.onnx")}
@@ -77,15 +81,6 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
                        "threshold": teacher.threshold, "parameters": teacher_n,
                        "sparsity": round(compress.sparsity(pruned), 4), "finetune_epochs": len(result.history)}
 
-    torch.manual_seed(p.seed)
-    student = TriggerWordModel(teacher.features.cfg, ModelConfig(
-        conv_filters=e.student_conv_filters, conv_kernel=teacher.model_cfg.conv_kernel,
-        conv_stride=teacher.model_cfg.conv_stride, gru_hidden=e.student_gru_hidden,
-        gru_layers=e.student_gru_layers, dropout=teacher.model_cfg.dropout))
-    student_n = compress.parameter_count(student)
-    if 4 * student_n > teacher_n:
-        raise StageError(f"export: the student has {student_n} parameters, more than a quarter of the teacher's "
-                         f"{teacher_n}; lower export.student_* in params.yaml")
     result = compress.distill(teacher, student, train_ds, val_ds, train_config(
         p, {"lr": e.distill_lr, "max_minutes": e.distill_max_minutes, "pos_weight": 1.0}), log("distilled"))
     student.threshold = pick_threshold(p, student, data_dir, split_dir)
@@ -93,6 +88,20 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
                           "threshold": student.threshold, "parameters": student_n,
                           "train_epochs": len(result.history)}
     return built
+
+
+def build_student(p: TriggerWordParams, teacher: TriggerWordModel) -> TriggerWordModel:
+    """The untrained student: the teacher's front end and step, export.student_* sizes, <= 1/4 the parameters."""
+    e, t = p.export, teacher.model_cfg
+    torch.manual_seed(p.seed)
+    student = TriggerWordModel(teacher.features.cfg, ModelConfig(
+        conv_filters=e.student_conv_filters, conv_kernel=t.conv_kernel, conv_stride=t.conv_stride,
+        gru_hidden=e.student_gru_hidden, gru_layers=e.student_gru_layers, dropout=t.dropout))
+    n, limit = compress.parameter_count(student), compress.parameter_count(teacher) / 4
+    if n > limit:
+        raise StageError(f"export: the student has {n} parameters, more than a quarter of the teacher's "
+                         f"({limit:.0f}); lower export.student_* in params.yaml")
+    return student
 
 
 def pick_threshold(p: TriggerWordParams, model: TriggerWordModel, data_dir: Path, split_dir: Path) -> float:
@@ -216,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=paths.MODELS_DIR / "trigger_word" / "export")
     parser.add_argument("--data", type=Path, default=base / "generated")
     parser.add_argument("--split", type=Path, default=base / "split")
+
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")  # as `cs230`
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     def body(params, args) -> dict:
         p = params.trigger_word

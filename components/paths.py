@@ -14,6 +14,7 @@ RAW_BACKGROUNDS_DIR = RAW_DIR / "backgrounds"    # background recordings (wav/fl
 REPORTS_DIR = Path("reports")
 MODELS_DIR = Path("models")
 TTS_CACHE_DIR = Path(".cache/tts")               # content-addressed TTS renders (speech_bank)
+TUNE_CACHE_DIR = Path(".cache/tune")             # Optuna studies: outlive the tune stage's outputs
 
 
 def pipeline_dir(pipeline: str) -> Path:

@@ -36,7 +36,7 @@ from components.stage_cli import StageError, stage_main, staged_output
 from components.train import build_model, read_split, train_config
 
 PIPELINE = "trigger-word"
-CACHE_DIR = Path(".cache/tune")  # studies, by name; survives DVC's removal of the stage's outputs
+CACHE_DIR = paths.TUNE_CACHE_DIR  # studies, by name; survives DVC's removal of the stage's outputs
 # Code that decides a trial's result: a change to it starts a new study
 TRIAL_CODE = (*(Path(m.__file__) for m in (features, model, training, hpo)), Path(__file__))
 
@@ -141,6 +141,9 @@ def _start_ray(ray_address: str | None) -> bool:
         ray.init(address=ray_address, logging_level=logging.WARNING,
                  runtime_env={"py_modules": [str(Path(components.__file__).parent)]})
     else:
+        # Ray renices its workers to 15; on a busy machine that starves the trials (measured:
+        # a quarter to half a core each). The search is the foreground job, like training.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
                  logging_level=logging.WARNING)
     return True

@@ -158,7 +158,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     from components.detect import is_model_uri
     from components.export import main as export_main
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
     if args.model:
         argv += ["--model", args.model if is_model_uri(args.model) else str(args.invocation_dir / args.model)]

@@ -15,6 +15,7 @@ import copy
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import onnx
 import torch
 from torch.nn.utils import prune
@@ -80,12 +81,20 @@ def remove_pruning_masks(model: TriggerWordModel) -> TriggerWordModel:
 
 
 class TeacherTargets(Dataset):
-    """A ClipDataset whose labels are the teacher's per-step probabilities (computed once, cached)."""
+    """A ClipDataset whose labels are the teacher's per-step probabilities (computed once, in batches)."""
 
-    def __init__(self, clips: ClipDataset, teacher: TriggerWordModel):
-        self.clips, self.teacher = clips, teacher.eval()
-        self.samples_per_step, self.label_rows = clips.samples_per_step, clips.label_rows
-        self._targets: dict[int, torch.Tensor] = {}
+    def __init__(self, clips: ClipDataset, teacher: TriggerWordModel, batch_size: int = 32):
+        self.clips, self.samples_per_step, self.label_rows = clips, clips.samples_per_step, clips.label_rows
+        teacher.eval()
+        self._targets: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, len(clips), batch_size):
+                waves = [clips.wave(i) for i in range(start, min(start + batch_size, len(clips)))]
+                for length in dict.fromkeys(len(w) for w in waves):  # equal lengths batch together
+                    same = [i for i, w in enumerate(waves) if len(w) == length]
+                    probs = torch.sigmoid(teacher(torch.from_numpy(np.stack([waves[i] for i in same]))))
+                    self._targets += [(start + i, p.clone()) for i, p in zip(same, probs)]
+        self._targets = [p for _, p in sorted(self._targets, key=lambda t: t[0])]
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -94,11 +103,7 @@ class TeacherTargets(Dataset):
         return self.clips.wave(i)
 
     def __getitem__(self, i: int):
-        wave, _ = self.clips[i]
-        if i not in self._targets:
-            with torch.inference_mode():
-                self._targets[i] = torch.sigmoid(self.teacher(wave[None]))[0].clone()
-        return wave, self._targets[i]
+        return torch.from_numpy(self.clips.wave(i)), self._targets[i]
 
 
 def distill(teacher: TriggerWordModel, student: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,

@@ -12,7 +12,9 @@ period come from the model's metadata, written at export.
 
 Agreement with `cs230 detect` (same model, fp32): per-step probabilities within 1e-4, hence the
 same detection times, and scores equal after rounding to 3 decimals, except where a smoothed
-probability lies within ~1e-4 of the threshold or of a rounding boundary.
+probability lies within ~1e-4 of the threshold or of a rounding boundary. One difference on bad
+input: `cs230 detect` also rejects a WAV whose header declares more data than the file holds; here
+libsndfile decodes what is there (that check lives in components/detect.py, which imports torch).
 
 Imports: numpy, soundfile, soxr, onnxruntime and the torch-free components.audio.detection and
 audio_io; never torch (tests/test_export.py checks it).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -142,7 +145,7 @@ def iter_files(paths: list[str]) -> Iterator[tuple[str, Path | None, str | None]
             found = find_audio_files(path)
             if not found:
                 yield given, None, f"no {' or '.join(AUDIO_SUFFIXES)} files in this directory"
-            yield from ((str(path / p.relative_to(path)), p, None) for p in found)
+            yield from ((os.path.join(given, str(p.relative_to(path))), p, None) for p in found)
         elif path.is_file():
             yield given, path, None
         else:
