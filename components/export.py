@@ -203,12 +203,8 @@ def mlflow_run():
         return
     import mlflow
 
-    client, uri = mlflow.MlflowClient(), mlflow.get_tracking_uri()
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    store = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        EXPERIMENT, artifact_location=store.resolve().as_uri() if store else None)  # as the flow creates it
-    run_id = client.create_run(exp_id, run_name="export", tags={"pipeline": PIPELINE, "stage": "export"}).info.run_id
+    client = mlflow.MlflowClient()
+    run_id = client.create_run(tracking.experiment_id(EXPERIMENT), run_name="export", tags={"pipeline": PIPELINE, "stage": "export"}).info.run_id
     os.environ["MLFLOW_RUN_ID"], status = run_id, "FAILED"  # components.tracking logs into it
     try:
         yield

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from components import paths, registry
+from components import paths, registry, tracking
 from components.audio import detection as det
 from components.audio.evaluation import at_threshold, score_split
 from components.audio.model import TriggerWordModel, load_model
@@ -70,7 +70,7 @@ def run(p: TriggerWordParams, detector_path: Path, data_dir: Path, split_dir: Pa
 
     # log into the pipeline's run, or a run of our own when the stage runs alone
     with mlflow.start_run(run_id=os.environ.get("MLFLOW_RUN_ID"), experiment_id=None if os.environ.get(
-            "MLFLOW_RUN_ID") else _experiment_id(PIPELINE)) as run:
+            "MLFLOW_RUN_ID") else tracking.experiment_id(PIPELINE)) as run:
         info = registry.log_detector(detector_path)
         run_id = run.info.run_id
     version = mlflow.register_model(info.model_uri, name, tags={"trigger_word": p.word})
@@ -89,13 +89,6 @@ def run(p: TriggerWordParams, detector_path: Path, data_dir: Path, split_dir: Pa
     print(f"registered {name} version {version.version}: {'champion' if promote else 'challenger'} ({reason})")
     return {"model": name, "version": int(version.version), "champion_version": decision["champion_version"],
             "promoted": promote}
-
-
-def _experiment_id(pipeline: str) -> str:
-    import mlflow
-
-    experiment = mlflow.get_experiment_by_name(pipeline)
-    return experiment.experiment_id if experiment else mlflow.create_experiment(pipeline)
 
 
 def main(argv: list[str] | None = None) -> int:

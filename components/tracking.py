@@ -43,3 +43,17 @@ def log_metrics(metrics: dict[str, float], step: int = 0) -> None:
 
     now = int(time.time() * 1000)
     _client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def experiment_id(name: str) -> str:
+    """The experiment's id, created on first use. With the embedded sqlite store its
+    artifacts go to mlartifacts/ beside mlflow.db (a server decides that for itself)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    uri = mlflow.get_tracking_uri()
+    store = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
+    return client.create_experiment(name, artifact_location=store.resolve().as_uri() if store else None)

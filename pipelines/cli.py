@@ -99,6 +99,16 @@ def print_summary(result, seconds: float) -> None:
     print(f"MLflow run {result.mlflow_run_id} at {os.environ['MLFLOW_TRACKING_URI']}; open the UI with: cs230 ui")
 
 
+def model_error(exc, args: argparse.Namespace, word: str) -> int:
+    """One line for a model that cannot be loaded, with the way out when it is the champion."""
+    hint = ""
+    if exc.not_found and not args.model:
+        override = f' --set trigger_word.word="{word}"' if args.word else ""
+        hint = f"; no champion registered yet: run `cs230 run trigger-word{override}` first, or pass --model"
+    print(f"error: model {exc}{hint}", file=sys.stderr)
+    return 2
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     """One JSON line per audio file (DESIGN §4). Exit 0: every file read; 1: some were not;
     2: no model (or bad params). The working directory is the project root by now; user
@@ -135,12 +145,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     try:
         model = load_detector(ref, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
     except ModelLoadError as exc:
-        hint = ""
-        if exc.not_found and not args.model:
-            word = f' --set trigger_word.word="{params.word}"' if args.word else ""
-            hint = f"; no champion registered yet: run `cs230 run trigger-word{word}` first, or pass --model"
-        print(f"error: model {exc}{hint}", file=sys.stderr)
-        return 2
+        return model_error(exc, args, params.word)
     failed = 0
     try:
         for record in detect_inputs(model, iter_inputs(args.paths, args.invocation_dir), cfg, args.threshold):
@@ -225,12 +230,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             run(config, host, port)
     except ModelLoadError as exc:
-        hint = ""
-        if exc.not_found and not args.model:
-            word = f' --set trigger_word.word="{params.trigger_word.word}"' if args.word else ""
-            hint = f"; no champion registered yet: run `cs230 run trigger-word{word}` first, or pass --model"
-        print(f"error: model {exc}{hint}", file=sys.stderr)
-        return 2
+        return model_error(exc, args, params.trigger_word.word)
     except KeyboardInterrupt:  # Ray mode: Ctrl-C ends the wait; uvicorn handles it itself
         pass
     return 0

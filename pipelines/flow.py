@@ -11,7 +11,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
@@ -91,13 +90,10 @@ def push_outputs(stages: list[Stage]) -> None:
 
 
 def run_pipeline(pipeline: str, push: bool) -> PipelineResult:
-    import mlflow
-
     section = PIPELINES[pipeline]
     params = load_params()
-    embedded = Path("mlartifacts") if mlflow.get_tracking_uri().startswith("sqlite:") else None
     stages = pipeline_stages(pipeline)
-    with parent_run(pipeline, section, params, embedded) as run_id:
+    with parent_run(pipeline, section, params) as run_id:
         outcomes = []
         for stage in stages:
             get_run_logger().info("stage %s", stage.short)

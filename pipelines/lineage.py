@@ -16,6 +16,7 @@ from typing import Iterator
 
 import yaml
 
+from components import tracking
 from components.config import Params
 
 LOCK_FILE = Path("dvc.lock")
@@ -57,18 +58,8 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def experiment_id(name: str, embedded_artifacts: Path | None) -> str:
-    import mlflow
-
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = embedded_artifacts.resolve().as_uri() if embedded_artifacts else None
-    return mlflow.create_experiment(name, artifact_location=location)
-
-
 @contextmanager
-def parent_run(pipeline: str, section: str, params: Params, embedded_artifacts: Path | None) -> Iterator[str]:
+def parent_run(pipeline: str, section: str, params: Params) -> Iterator[str]:
     """Start the pipeline's MLflow run and expose it to stage processes; yields its id.
     The data tags are set at the end, from the dvc.lock the run produced."""
     import mlflow
@@ -78,7 +69,7 @@ def parent_run(pipeline: str, section: str, params: Params, embedded_artifacts: 
             "params.hash": params_hash(params, section)}
     if section == "trigger_word":
         tags["trigger_word"] = params.trigger_word.word
-    with mlflow.start_run(experiment_id=experiment_id(pipeline, embedded_artifacts), tags=tags) as run:
+    with mlflow.start_run(experiment_id=tracking.experiment_id(pipeline), tags=tags) as run:
         mlflow.log_params(_flatten("", getattr(params, section).model_dump(mode="json"), {}))
         os.environ["MLFLOW_RUN_ID"] = run.info.run_id
         try:

@@ -51,7 +51,7 @@ def searched(tiny_dataset, split_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
         client = mlflow.MlflowClient()
-        experiment = client.create_experiment("tune-test")
+        experiment = client.create_experiment("tune-test", artifact_location=(work / "artifacts").as_uri())
         parent = client.create_run(experiment, run_name="pipeline").info.run_id
         mp.setenv("MLFLOW_RUN_ID", parent)
         runs = []
