@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +21,13 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 import numpy as np
-import soundfile as sf
-import soxr
 
-from components.audio.audio_io import AUDIO_SUFFIXES, AudioReadError, find_audio_files
+from components.audio.audio_io import (AUDIO_SUFFIXES, BLOCK_SECONDS, AudioReadError, find_audio_files, first_line,
+                                       stream_audio)
 from components.audio.detection import DetectionConfig, Detection, StreamingDetector
 from components.audio.model import TriggerWordModel, load_model
 
 DETECTOR_FILE = "detector.pt"  # the save_model file inside a registered model's artifacts
-BLOCK_SECONDS = 10.0  # audio read per step: ~1 MB at 48 kHz stereo, few Python round trips
-_WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes streaming writers leave in the header
 
 
 class ModelLoadError(Exception):
@@ -51,11 +47,6 @@ def is_model_uri(ref: str) -> bool:
     return len(urlparse(ref).scheme) > 1
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def find_detector_file(folder: Path) -> Path:
     found = sorted(folder.rglob(DETECTOR_FILE), key=lambda p: (len(p.parts), p))
     if not found:
@@ -67,7 +58,7 @@ def _load_file(path: Path, ref: str) -> TriggerWordModel:
     try:
         return load_model(path)
     except Exception as exc:  # torch/pickle/state-dict errors vary; all mean "not a detector"
-        raise ModelLoadError(f"{ref}: cannot load {path.name} ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{ref}: cannot load {path.name} ({first_line(exc)})") from None
 
 
 def _missing_sqlite_store(tracking_uri: str | None) -> str | None:
@@ -99,10 +90,10 @@ def load_detector(ref: str, tracking_uri: str | None = None) -> TriggerWordModel
         try:
             local = mlflow.artifacts.download_artifacts(ref, dst_path=tmp, tracking_uri=tracking_uri)
         except MlflowException as exc:
-            raise ModelLoadError(f"{ref}: {_first_line(exc)}",
+            raise ModelLoadError(f"{ref}: {first_line(exc)}",
                                  not_found=exc.error_code == "RESOURCE_DOES_NOT_EXIST") from None
         except Exception as exc:  # network, permissions, a broken store: say why, one line
-            raise ModelLoadError(f"{ref}: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise ModelLoadError(f"{ref}: {type(exc).__name__}: {first_line(exc)}") from None
         local = Path(local)
         return _load_file(local if local.is_file() else find_detector_file(local), ref)
 
@@ -134,70 +125,6 @@ def iter_inputs(paths: list[str], base: Path) -> Iterator[Input]:
             yield Input(given, None, "not a regular file or directory")
         else:
             yield Input(given, None, "no such file or directory")
-
-
-def _wav_truncation(f, file_size: int) -> str | None:
-    """Why a RIFF/WAVE file is cut short (its data chunk runs past the end), else None."""
-    f.seek(0)
-    if f.read(4) != b"RIFF" or f.read(8)[4:] != b"WAVE":
-        return None
-    pos = 12
-    while pos + 8 <= file_size:
-        f.seek(pos)
-        chunk_id, size = struct.unpack("<4sI", f.read(8))
-        if chunk_id == b"data":
-            held = file_size - pos - 8
-            if size not in _WAV_UNKNOWN_SIZES and size > held:
-                return f"truncated WAV: the header declares {size} bytes of audio, the file holds {held}"
-            return None
-        pos += 8 + size + (size & 1)  # chunks are word-aligned
-    return None
-
-
-def stream_audio(path: Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS,
-                 info: dict | None = None) -> Iterator[np.ndarray]:
-    """float32 mono chunks at `sample_rate`, in order, without reading the file whole.
-
-    Channels are averaged and other rates resampled with soxr (HQ, as `read_audio`). When
-    the stream ends, `info` (if given) holds `frames` and `rate` of the file as read.
-    Raises AudioReadError for unreadable, empty, truncated or non-finite audio.
-    """
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise AudioReadError(f"cannot open ({exc.strerror})") from None
-    with f:
-        truncated = _wav_truncation(f, os.fstat(f.fileno()).st_size)
-        if truncated:
-            raise AudioReadError(truncated)
-        f.seek(0)
-        try:
-            snd = sf.SoundFile(f)
-        except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
-            raise AudioReadError(f"not readable audio ({_first_line(exc)})") from None
-        with snd:
-            rate, declared = snd.samplerate, snd.frames
-            resampler = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
-                         if rate != sample_rate else None)
-            frames = 0
-            blocks = snd.blocks(max(int(block_seconds * rate), 1), dtype="float32", always_2d=True)
-            try:
-                for block in blocks:
-                    if not np.all(np.isfinite(block)):
-                        raise AudioReadError("audio holds NaN or infinite samples")
-                    frames += len(block)
-                    mono = block.mean(axis=1)
-                    yield resampler.resample_chunk(mono) if resampler else mono
-            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-                raise AudioReadError(f"decoding failed ({_first_line(exc)})") from None
-            if frames == 0:
-                raise AudioReadError("empty audio (no samples)")
-            if frames < declared:
-                raise AudioReadError(f"truncated: the header declares {declared} frames, decoded {frames}")
-            if resampler:
-                yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-    if info is not None:
-        info.update(frames=frames, rate=rate)
 
 
 def stream_detections(model: TriggerWordModel, path: Path, cfg: DetectionConfig,

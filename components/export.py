@@ -138,12 +138,13 @@ def measure(p: TriggerWordParams, built: dict, data_dir: Path, split_dir: Path) 
     cfg = det.DetectionConfig(smoothing_steps=p.detection.smoothing_steps, refractory_s=p.detection.refractory_s)
     step_s, window = runners["fp32"].step_seconds, p.detection.window_after_s
     report, details = [], {}
+    grid = np.union1d(THRESHOLDS, [built[v]["threshold"] for v in VARIANTS])  # each operating point is on it
     for v in VARIANTS:
         at = det.sweep_thresholds(tracks[v], step_s, cfg, [built[v]["threshold"]], window)
         report.append({"variant": v, "size_kb": round(built[v]["path"].stat().st_size / 1024, 1),
                        "latency_ms_per_s": round(latency_ms_per_s(runners[v], first, p.export.latency_repeats), 3),
                        "frr": _finite(at.frr[0], 4), "fa_per_hour": _finite(at.fa_per_hour[0], 3)})
-        curve = det.sweep_thresholds(tracks[v], step_s, cfg, THRESHOLDS, window)
+        curve = det.sweep_thresholds(tracks[v], step_s, cfg, grid, window)
         details[v] = {k: (str(x) if isinstance(x, Path) else x) for k, x in built[v].items()}
         fp32_fa = report[0]["fa_per_hour"]
         details[v]["frr_at_fp32_fa_per_hour"] = None if fp32_fa is None else _frr_at(curve, fp32_fa)

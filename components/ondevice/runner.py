@@ -30,14 +30,11 @@ from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
-import soundfile as sf
-import soxr
 
-from components.audio.audio_io import AUDIO_SUFFIXES, AudioReadError, find_audio_files
+from components.audio.audio_io import AUDIO_SUFFIXES, AudioReadError, find_audio_files, stream_audio
 from components.audio.detection import DetectionConfig, StreamingDetector
 
 STEP_FORMAT = "cs230-trigger-word-step/1"  # = onnx_export.STEP_FORMAT (not imported: that module needs torch)
-BLOCK_SECONDS = 10.0  # as components.detect: same blocks, same resampler output
 
 
 class StepRunner:
@@ -94,36 +91,6 @@ class StepStream:
             self.state = dict(zip(names, state))
         self._pending = samples[steps * n:]
         return probs
-
-
-def stream_audio(path: Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS,
-                 info: dict | None = None) -> Iterator[np.ndarray]:
-    """float32 mono blocks at `sample_rate` (soxr HQ streaming resampler, as `cs230 detect`)."""
-    try:
-        snd = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
-        raise AudioReadError(f"not readable audio ({str(exc).strip().splitlines()[0]})") from None
-    with snd:
-        rate, declared, frames = snd.samplerate, snd.frames, 0
-        resampler = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
-                     if rate != sample_rate else None)
-        try:
-            for block in snd.blocks(max(int(block_seconds * rate), 1), dtype="float32", always_2d=True):
-                if not np.all(np.isfinite(block)):
-                    raise AudioReadError("audio holds NaN or infinite samples")
-                frames += len(block)
-                mono = block.mean(axis=1)
-                yield resampler.resample_chunk(mono) if resampler else mono
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise AudioReadError(f"decoding failed ({str(exc).strip().splitlines()[0]})") from None
-        if frames == 0:
-            raise AudioReadError("empty audio (no samples)")
-        if frames < declared:
-            raise AudioReadError(f"truncated: the header declares {declared} frames, decoded {frames}")
-        if resampler:
-            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-    if info is not None:
-        info.update(frames=frames, rate=rate)
 
 
 def detect_file(runner: StepRunner, path: Path, threshold: float | None = None) -> dict:
