@@ -210,7 +210,8 @@ def mlflow_run():
     import mlflow
 
     client = mlflow.MlflowClient()
-    run_id = client.create_run(tracking.experiment_id(EXPERIMENT), run_name="export", tags={"pipeline": PIPELINE, "stage": "export"}).info.run_id
+    run_id = client.create_run(tracking.experiment_id(EXPERIMENT), run_name="export",
+                               tags={"pipeline": PIPELINE, "stage": "export"}).info.run_id
     os.environ["MLFLOW_RUN_ID"], status = run_id, "FAILED"  # components.tracking logs into it
     try:
         yield
