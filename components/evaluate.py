@@ -31,8 +31,9 @@ from components.stage_cli import stage_main, staged_output
 from components.train import read_split
 
 PIPELINE = "trigger-word"
-REPORTED = {"test": ("test",), "negative_stream_test": ("negative_stream_test",),
-            "test_unseen_voice": ("test_unseen_voice",)}
+# reported set -> the splits it pools; validation pools its clips with the stream's val half
+REPORTED = {"val": ("val", "negative_stream_val"), "test": ("test",),
+            "negative_stream_test": ("negative_stream_test",), "test_unseen_voice": ("test_unseen_voice",)}
 
 
 def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, model_path: Path, detector_out: Path,
@@ -53,7 +54,7 @@ def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, model_path: Path,
 
     metrics: dict = {"threshold": round(threshold, 5), "target_fa_per_hour": p.detection.target_fa_per_hour}
     errors = {}
-    for name, parts in {"val": ("val", "negative_stream_val"), **REPORTED}.items():
+    for name, parts in REPORTED.items():
         clips = [c for part in parts for c in scored[part]]
         curves.setdefault(name, det_curve(clips, step_s, base, window))
         result = at_threshold(clips, step_s, cfg, window, labels)

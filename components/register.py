@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ from components import paths, registry, tracking
 from components.audio import detection as det
 from components.audio.evaluation import at_threshold, score_split
 from components.audio.model import TriggerWordModel, load_model
+from components.detect import load_detector
 from components.config import TriggerWordParams
 from components.stage_cli import stage_main, staged_output
 from components.train import read_split
@@ -63,8 +63,7 @@ def run(p: TriggerWordParams, detector_path: Path, data_dir: Path, split_dir: Pa
     current = registry.alias_version(client, name, registry.CHAMPION)
     champion = None
     if current is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            champ_model = load_model(registry.download_detector(f"models:/{name}/{current.version}", Path(tmp)))
+        champ_model = load_detector(f"models:/{name}/{current.version}")
         champion = gate_figures(champ_model, p, data_dir, split_dir)
     promote, reason = decide(challenger, champion, p)
 

@@ -16,8 +16,9 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
+from components.detect import DETECTOR_FILE
+
 CHAMPION, CHALLENGER = "champion", "challenger"
-DETECTOR_FILE = "detector.pt"
 
 
 def registered_name(slug: str) -> str:
@@ -58,19 +59,6 @@ def log_detector(detector_path: Path) -> mlflow.models.model.ModelInfo:
             signature=signature, input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "librosa", "cs230-mlops"],
         )
-
-
-def find_detector_file(folder: Path) -> Path:
-    found = sorted(Path(folder).rglob(DETECTOR_FILE))
-    if not found:
-        raise FileNotFoundError(f"no {DETECTOR_FILE} under {folder}")
-    return found[0]
-
-
-def download_detector(model_uri: str, dst: Path | None = None) -> Path:
-    """Local path of the detector file of a registered/logged model."""
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst) if dst else None)
-    return find_detector_file(Path(local))
 
 
 def alias_version(client: mlflow.MlflowClient, name: str, alias: str):
