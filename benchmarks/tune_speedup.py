@@ -46,7 +46,7 @@ def main() -> None:
     os.chdir(ROOT)
     os.environ.pop("MLFLOW_RUN_ID", None)  # a benchmark is not a pipeline run
     budget = [f"trigger_word.tune.trials={args.trials}", f"trigger_word.tune.startup_trials={args.trials}",
-              f"trigger_word.tune.train_clips={args.train_clips}", f"trigger_word.tune.val_clips={args.val_clips}",
+              f"trigger_word.tune.train_items={args.train_clips}", f"trigger_word.tune.val_items={args.val_clips}",
               f"trigger_word.tune.max_epochs={args.epochs}", f"trigger_word.tune.grace_epochs={args.epochs}"]
     print(f"{args.trials} trials x {args.epochs} epochs on {args.train_clips}/{args.val_clips} clips, "
           f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -109,17 +109,21 @@ class GenerateParams(Section):
     groups: Annotated[int, Field(ge=10, le=10000)] = 50
 
 
-class SplitParams(Section):
+class Shares(Section):
+    """A split's shares of the items (train gets the folds the others leave)."""
     train: Prob = 0.8
     val: Prob = 0.1
     test: Prob = 0.1
-    negative_stream_val: Prob = 0.5
 
     @model_validator(mode="after")
     def _sum_to_one(self):
         if abs(self.train + self.val + self.test - 1.0) > 1e-6:
             raise ValueError("train + val + test must sum to 1")
         return self
+
+
+class SplitParams(Shares):
+    negative_stream_val: Prob = 0.5
 
 
 class ValidateParams(Section):
@@ -205,23 +209,27 @@ class TuneSpace(Section):
         return self
 
 
-class TuneParams(Section):
+class TuneBudget(Section):
+    """How much searching the tune stage does (each pipeline adds its own `space`)."""
     trials: Annotated[int, Field(ge=0, le=1000)] = 8  # 0: no search, params' own values
     concurrency: Annotated[int, Field(ge=1, le=256)] = 2
     startup_trials: Annotated[int, Field(ge=1, le=1000)] = 4  # random trials before TPE models the results
-    train_clips: Annotated[int, Field(ge=1)] = 600
-    val_clips: Annotated[int, Field(ge=1)] = 150
+    train_items: Annotated[int, Field(ge=1)] = 600  # the seeded subset of train every trial trains on
+    val_items: Annotated[int, Field(ge=1)] = 150
     max_epochs: Annotated[int, Field(ge=1, le=100)] = 4
     grace_epochs: Annotated[int, Field(ge=1, le=100)] = 1
     reduction_factor: Annotated[int, Field(ge=2, le=10)] = 2
     trial_minutes: float = Field(3.0, gt=0.0)
-    space: TuneSpace = TuneSpace()
 
     @model_validator(mode="after")
     def _grace_within_budget(self):
         if self.grace_epochs > self.max_epochs:
             raise ValueError(f"grace_epochs ({self.grace_epochs}) must be <= max_epochs ({self.max_epochs})")
         return self
+
+
+class TuneParams(TuneBudget):
+    space: TuneSpace = TuneSpace()
 
 
 class ExportParams(Section):
@@ -273,6 +281,129 @@ class TriggerWordParams(Section):
         return "-".join(self.word.lower().split())
 
 
+# ------------------------------------------------------------------------------ day/night
+
+class SceneParams(Section):
+    """day_night.generate: the procedural scene renderer (components/vision/scenes.py)."""
+    images: Annotated[int, Field(ge=20, le=1_000_000)] = 10_000
+    source: Literal["auto", "synthetic", "user"] = "auto"  # auto: user images if data/raw/day_night has any
+    night_share: Prob = 0.5
+    twilight_share: Prob = 0.2
+    twilight_band_deg: float = Field(8.0, gt=0.0, le=30.0)
+    overcast_share: Prob = 0.25
+    city_share: Prob = 0.4
+    artificial_light_share: Prob = 0.3
+    haze_share: Prob = 0.2
+    exposure_ev: Range = [-1.0, 1.0]
+    white_balance: Range = [-0.15, 0.15]
+    noise_std: Range = [0.0, 0.04]
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("exposure_ev", "white_balance", "noise_std"):
+            _ordered(name, getattr(self, name))
+        if self.noise_std[0] < 0:
+            raise ValueError("noise_std must be >= 0")
+        return self
+
+
+class DayNightLabels(Section):
+    night_below_deg: float = Field(-6.0, ge=-18.0, le=10.0)  # the rule: night if the sun is lower
+
+
+class DayNightValidation(Section):
+    min_night_share: Prob = 0.4
+    max_night_share: Prob = 0.6
+    min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
+    min_user_image_side: Annotated[int, Field(ge=1, le=4096)] = 16
+
+
+class DayNightModel(Section):
+    kind: Literal["mlp", "cnn"] = "mlp"
+    depth: Annotated[int, Field(ge=1, le=4)] = 1  # hidden layers of the MLP
+    width: Annotated[int, Field(ge=1, le=4096)] = 32  # units per hidden layer (MLP)
+    activation: Literal["relu", "leaky_relu", "tanh", "sigmoid"] = "relu"
+    init: Literal["he", "xavier", "small_random", "zeros"] = "he"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    cnn_channels: list[Annotated[int, Field(ge=1, le=512)]] = Field([16, 32, 64], min_length=1, max_length=5)
+    backend: Literal["torch", "numpy"] = "torch"  # numpy: the from-scratch network trains the MLP
+
+
+class DayNightTrain(Section):
+    optimizer: Literal["sgd", "momentum", "rmsprop", "adam"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    weight_decay: float = Field(0.0, ge=0.0)  # L2
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 40
+    patience: Annotated[int, Field(ge=1, le=100)] = 6
+    max_minutes: float = Field(4.0, gt=0.0)
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core
+
+
+class DayNightSpace(Section):
+    """The day/night search space: float ranges are [low, high], the rest are choice lists."""
+    kind: list[Literal["mlp", "cnn"]] = Field(["mlp", "cnn"], min_length=1)
+    depth: list[Annotated[int, Field(ge=1, le=4)]] = Field([1, 2, 3, 4], min_length=1)
+    width: list[Annotated[int, Field(ge=1, le=4096)]] = Field([32, 64, 128], min_length=1)
+    activation: list[Literal["relu", "leaky_relu", "tanh", "sigmoid"]] = Field(["relu", "leaky_relu", "tanh", "sigmoid"],
+                                                                                min_length=1)
+    init: list[Literal["he", "xavier", "small_random"]] = Field(["he", "xavier", "small_random"], min_length=1)
+    optimizer: list[Literal["sgd", "momentum", "rmsprop", "adam"]] = Field(["sgd", "momentum", "rmsprop", "adam"],
+                                                                            min_length=1)
+    lr: Range = [1e-4, 1e-1]  # log-uniform
+    batch_size: list[Annotated[int, Field(ge=1, le=4096)]] = Field([32, 64, 128], min_length=1)
+    weight_decay: Range = [1e-6, 1e-2]  # log-uniform
+    dropout: Range = [0.0, 0.3]
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("lr", "weight_decay", "dropout"):
+            low, high = getattr(self, name)
+            if not low < high:
+                raise ValueError(f"{name} must be [low, high] with low < high, got {[low, high]}")
+        if self.lr[0] <= 0 or self.weight_decay[0] <= 0:
+            raise ValueError("lr and weight_decay ranges are log-uniform: both ends must be > 0")
+        if self.dropout[0] < 0 or self.dropout[1] >= 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {list(self.dropout)}")
+        return self
+
+
+class DayNightTune(TuneBudget):
+    space: DayNightSpace = DayNightSpace()
+
+
+class DayNightEvaluation(Section):
+    threshold: Prob = 0.5  # P(night) at or above which an image is called night
+    calibration: Literal["temperature", "none"] = "temperature"  # fitted on val (Guo et al. 2017)
+    ece_bins: Annotated[int, Field(ge=2, le=100)] = 15
+    gallery: Annotated[int, Field(ge=0, le=64)] = 16  # worst errors shown
+
+
+class DayNightGate(Section):
+    metric: Literal["roc_auc", "accuracy", "ece", "log_loss"] = "roc_auc"
+    min_improvement: float = Field(0.0, ge=0.0)  # the challenger must beat the champion by more
+
+
+class DayNightParams(Section):
+    seed: int = 0
+    image_size: Literal[64] = 64
+    generate: SceneParams = SceneParams()
+    labels: DayNightLabels = DayNightLabels()
+    validation: DayNightValidation = DayNightValidation()
+    split: Shares = Shares(train=0.7, val=0.1, test=0.2)
+    model: DayNightModel = DayNightModel()
+    train: DayNightTrain = DayNightTrain()
+    tune: DayNightTune = DayNightTune()
+    evaluation: DayNightEvaluation = DayNightEvaluation()
+    gate: DayNightGate = DayNightGate()
+
+    @model_validator(mode="after")
+    def _numpy_backend_is_an_mlp(self):
+        if self.model.backend == "numpy" and self.model.kind != "mlp":
+            raise ValueError("model.backend numpy trains the MLP only: set model.kind mlp")
+        return self
+
+
 class ServeParams(Section):
     """`cs230 serve`: where it listens and what it accepts (params.yaml explains each key)."""
     host: str = Field("127.0.0.1", min_length=1)
@@ -287,6 +418,7 @@ class ServeParams(Section):
 
 class Params(Section):
     trigger_word: TriggerWordParams
+    day_night: DayNightParams = DayNightParams()
     serve: ServeParams = ServeParams()
 
 

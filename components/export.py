@@ -37,12 +37,14 @@ from components.audio.evaluation import THRESHOLDS, det_curve, score_split
 from components.audio.model import ModelConfig, TriggerWordModel
 from components.audio.training import ClipDataset
 from components.config import TriggerWordParams
-from components.detect import ModelLoadError, champion_uri, load_detector
+from components.detect import champion_uri, load_detector
+from components.refs import ModelLoadError
 from components.ondevice import compress
 from components.ondevice.onnx_export import export_step
 from components.ondevice.runner import StepRunner
 from components.stage_cli import StageError, stage_main
-from components.train import read_split, train_config
+from components.split import read_split
+from components.tasks.trigger_word import train_config
 
 PIPELINE, EXPERIMENT = "trigger-word", "trigger-word"
 VARIANTS = ("fp32", "int8", "pruned", "distilled")

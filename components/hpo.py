@@ -19,32 +19,19 @@ import numpy as np
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from components.config import TriggerWordParams, TuneSpace
-
-# Where each searched key goes in best_config.json (the train stage's overrides).
-MODEL_KEYS = ("conv_filters", "gru_hidden", "gru_layers", "dropout")
-TRAIN_KEYS = ("lr", "batch_size", "pos_weight")
-SPACE_KEYS = (*TRAIN_KEYS, *MODEL_KEYS)
 STATUSES = ("completed", "pruned", "time_limit", "failed")
 
 
-def search_space(space: TuneSpace) -> dict:
-    """Ray Tune domains for every searched key (OptunaSearch converts them)."""
-    return {"lr": tune.loguniform(*space.lr), "batch_size": tune.choice(space.batch_size),
-            "pos_weight": tune.uniform(*space.pos_weight), "conv_filters": tune.choice(space.conv_filters),
-            "gru_hidden": tune.choice(space.gru_hidden), "gru_layers": tune.choice(space.gru_layers),
-            "dropout": tune.uniform(*space.dropout)}
+def split_config(config: dict, task) -> dict:
+    """A flat trial config -> {"model": model overrides, "train": train overrides}, by the
+    task's MODEL_KEYS and TRAIN_KEYS (where each searched key goes in best_config.json)."""
+    return {"model": {k: config[k] for k in task.MODEL_KEYS}, "train": {k: config[k] for k in task.TRAIN_KEYS}}
 
 
-def split_config(config: dict) -> dict:
-    """A flat trial config -> {"model": ModelParams overrides, "train": TrainParams overrides}."""
-    return {"model": {k: config[k] for k in MODEL_KEYS}, "train": {k: config[k] for k in TRAIN_KEYS}}
-
-
-def params_config(p: TriggerWordParams) -> dict:
+def params_config(p, task) -> dict:
     """The searched keys at their params.yaml values, shaped like a tuned best config."""
-    return {"model": {k: getattr(p.model, k) for k in MODEL_KEYS},
-            "train": {k: getattr(p.train, k) for k in TRAIN_KEYS}}
+    return {"model": {k: getattr(p.model, k) for k in task.MODEL_KEYS},
+            "train": {k: getattr(p.train, k) for k in task.TRAIN_KEYS}}
 
 
 def subset(ids: list[str], n: int, seed: int) -> list[str]:
@@ -55,18 +42,15 @@ def subset(ids: list[str], n: int, seed: int) -> list[str]:
     return [ids[i] for i in sorted(keep)]
 
 
-def study_name(p: TriggerWordParams, files: list[Path]) -> str:
+def study_name(prefix: str, p, trial_identity: dict, files: list[Path]) -> str:
     """Names the search by what decides its results: the search settings (not the trial
-    count or concurrency: raising `trials` extends the same study), the params a trial
-    trains with that are not searched, and the bytes of `files` (data lists, code)."""
-    identity = {"tune": p.tune.model_dump(exclude={"trials", "concurrency"}), "seed": p.seed,
-                "features": p.features.model_dump(),
-                "model": p.model.model_dump(exclude=set(MODEL_KEYS)),
-                "train": p.train.model_dump(include={"weight_decay", "lr_schedule"})}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    count or concurrency: raising `trials` extends the same study), what else a trial trains
+    with (the task's `trial_identity`), and the bytes of `files` (data lists, code)."""
+    identity = {"tune": p.tune.model_dump(exclude={"trials", "concurrency"}), "seed": p.seed, **trial_identity}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
     for path in files:
         digest.update(Path(path).read_bytes())
-    return f"{p.slug}-{digest.hexdigest()[:12]}"
+    return f"{prefix}-{digest.hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -74,30 +58,28 @@ class TrialRecord:
     trial: int  # 0-based, in order of creation across every run of the study
     status: str  # one of STATUSES; "time_limit": cut by tune.trial_minutes
     epochs: int
-    val_loss: float | None  # unweighted per-step BCE on the val subset, best epoch
-    val_f1: float | None  # frame F1 at that epoch
+    val_loss: float | None  # the ranking loss on the val subset (the task's), best epoch
+    val_score: float | None  # the task's SCORE (e.g. frame F1, accuracy) at that epoch
     best_epoch: int | None
-    config: dict  # the sampled value of every SPACE_KEYS key
+    config: dict  # the sampled value of every searched key
 
     def row(self) -> dict:
         """One trials.csv row."""
         fields = asdict(self)
-        return {**{k: fields[k] for k in ("trial", "status", "epochs", "best_epoch", "val_loss", "val_f1")},
-                **{k: self.config.get(k) for k in SPACE_KEYS}}
+        return {**{k: fields[k] for k in ("trial", "status", "epochs", "best_epoch", "val_loss", "val_score")},
+                **self.config}
 
     def line(self) -> str:
         """One progress line."""
-        c = self.config
         score = f"val_loss {self.val_loss:.4f} (epoch {self.best_epoch})" if self.val_loss is not None else "no result"
-        return (f"trial {self.trial:3d}  {self.status:<10} {self.epochs} epochs  {score}  lr {c['lr']:.2e}  "
-                f"batch {c['batch_size']}  conv {c['conv_filters']}  gru {c['gru_hidden']}x{c['gru_layers']}  "
-                f"dropout {c['dropout']:.2f}  pos_weight {c['pos_weight']:.1f}")
+        config = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.config.items())
+        return f"trial {self.trial:3d}  {self.status:<10} {self.epochs} epochs  {score}  {config}"
 
 
 class Ledger:
     """The persisted study: finished trials as Optuna trials, the rest as user attributes."""
 
-    def __init__(self, journal: Path, name: str, space: TuneSpace):
+    def __init__(self, journal: Path, name: str, space: dict):
         import optuna
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -107,7 +89,7 @@ class Ledger:
         journal.parent.mkdir(parents=True, exist_ok=True)
         self.study = optuna.create_study(study_name=name, direction="minimize", load_if_exists=True,
                                          storage=JournalStorage(JournalFileBackend(str(journal))))
-        self.distributions = OptunaSearch.convert_search_space(search_space(space))
+        self.distributions = OptunaSearch.convert_search_space(space)  # Ray Tune domains -> Optuna
 
     def records(self) -> list[TrialRecord]:
         """Every recorded trial, failed ones included, by trial number."""
@@ -178,8 +160,8 @@ class TrialLog(tune.Callback):
                   else "completed" if epochs >= self.max_epochs else "time_limit")
         scored = "best_val_loss" in r
         record = TrialRecord(self.number(trial), status, epochs, r["best_val_loss"] if scored else None,
-                             r["best_val_f1"] if scored else None, r["best_epoch"] if scored else None,
-                             {k: trial.config[k] for k in SPACE_KEYS})
+                             r["best_val_score"] if scored else None, r["best_epoch"] if scored else None,
+                             dict(trial.config))
         self.ledger.add(record)
         print(record.line(), flush=True)
         if self.mlflow_uri and r.get("mlflow_run_id"):

@@ -10,6 +10,7 @@ DVC_YAML = Path("dvc.yaml")
 
 RAW_DIR = Path("data/raw")                       # user inputs, tracked by data.dvc
 RAW_BACKGROUNDS_DIR = RAW_DIR / "backgrounds"    # background recordings (wav/flac, any rate)
+RAW_DAY_NIGHT_DIR = RAW_DIR / "day_night"        # user images in day/ and night/ (any size)
 
 REPORTS_DIR = Path("reports")
 MODELS_DIR = Path("models")
@@ -18,8 +19,16 @@ TUNE_CACHE_DIR = Path(".cache/tune")             # Optuna studies: outlive the t
 
 
 def pipeline_dir(pipeline: str) -> Path:
-    """Generated data and models of one pipeline: data/<pipeline>/..."""
+    """Generated data of one pipeline: data/<section>/... (trigger-word -> data/trigger_word)."""
     return Path("data") / pipeline.replace("-", "_")
+
+
+def reports_dir(pipeline: str) -> Path:
+    return REPORTS_DIR / pipeline.replace("-", "_")
+
+
+def models_dir(pipeline: str) -> Path:
+    return MODELS_DIR / pipeline.replace("-", "_")
 
 
 def find_project_root(start: Path | None = None) -> Path | None:

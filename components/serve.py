@@ -5,6 +5,7 @@
     POST /v1/admin/reload            re-read the registry now (the poll does it every poll_seconds)
     POST /v1/trigger-word/detect     WAV/FLAC/PCM in, `cs230 detect`'s JSON line out
     WS   /v1/trigger-word/stream     PCM16 chunks in, detections out as they happen
+    POST /v1/day-night/classify      an image in, `cs230 classify`'s JSON line out
 
 `create_app(config)` is the whole server: uvicorn runs it here (`run`), Ray Serve runs the
 same app in each replica (components/serving/ray_app.py). Its lifespan loads the models
@@ -28,12 +29,12 @@ from starlette.websockets import WebSocket
 
 from components.audio.detection import DetectionConfig
 from components.config import ServeParams
-from components.serving import trigger_word
+from components.serving import day_night, trigger_word
 from components.serving.holder import ModelHolder
 from components.serving.inputs import ServeError
 
 log = logging.getLogger("cs230.serve")
-ROUTERS = {"trigger-word": trigger_word.router}  # kind -> its routes (holder.MODEL_KINDS: how to load it)
+ROUTERS = {"trigger-word": trigger_word.router, "day-night": day_night.router}  # kind -> its routes (holder.MODEL_KINDS: how to load it)
 OPEN_PATHS = {"/healthz"}  # answered without the token
 
 

@@ -1,7 +1,8 @@
 """The thin command-line edge every stage shares.
 
-A stage module defines a pure `run(...)` and a `main()` that builds an argparse parser and
-hands it here. This reads params.yaml, calls the stage and turns the errors a user can
+A stage module defines a pure `run(...)` and a `main()` that builds an argparse parser
+(`stage_parser` for the shared stages, whose first argument names the pipeline) and hands
+it here. This reads params.yaml, calls the stage and turns the errors a user can
 cause (bad params, bad input files, failed checks) into one line on stderr and exit 2,
 never a traceback.
 """
@@ -15,13 +16,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from components import paths
-from components.audio.audio_io import AudioReadError
+from components import paths, tasks
 from components.config import Params, ParamsError, load_params
+from components.errors import InputError
 
 
 class StageError(Exception):
     """A stage could not do its job for a reason the user can fix; one-line message."""
+
+
+def stage_parser(doc: str) -> argparse.ArgumentParser:
+    """A shared stage's parser: `python -m components.<stage> <pipeline> ...`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("pipeline", choices=sorted(tasks.PIPELINES), help="which pipeline's data and model")
+    return parser
 
 
 def stage_main(parser: argparse.ArgumentParser, argv: list[str] | None,
@@ -30,7 +38,7 @@ def stage_main(parser: argparse.ArgumentParser, argv: list[str] | None,
     args = parser.parse_args(argv)
     try:
         result = body(load_params(args.params), args)
-    except (ParamsError, StageError, AudioReadError) as exc:
+    except (ParamsError, StageError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result))

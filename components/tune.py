@@ -1,19 +1,18 @@
-"""Stage `tune`: hyperparameter search for the trigger-word model (DESIGN §3).
+"""Stage `tune`: hyperparameter search for a pipeline's model (DESIGN §3).
 
-Optuna's seeded TPE sampler proposes configurations from `tune.space`; Ray Tune runs them,
-one CPU and one torch thread per trial, each on a fixed subset of the train/val splits
-for at most `tune.max_epochs` epochs, and ASHA stops the unpromising ones early. Trials
-are ranked by val_loss, the unweighted per-step BCE on the val subset (pos_weight is
-searched, so the training loss's weighting cannot be the yardstick). Ray is local (one
-CPU per core) unless RAY_ADDRESS names a cluster. Under a pipeline run each trial is an
-MLflow child run. The study is kept in .cache/tune/<study>/ (see hpo.Ledger): DVC
-deletes a stage's outputs before re-running it, so resumable state lives outside them.
-Outputs: data/trigger_word/tune/best_config.json (read by the train stage),
-reports/trigger_word/tune/{trials.csv, summary.json}.
+Optuna's seeded TPE sampler proposes configurations from the task's search space
+(`<pipeline>.tune.space`); Ray Tune runs them, one CPU and one torch thread per trial,
+each on a fixed subset of the train/val splits for at most `tune.max_epochs` epochs, and
+ASHA stops the unpromising ones early. Trials are ranked by the val_loss the task's
+`fit_trial` reports (for the trigger word the unweighted BCE, as its pos_weight is
+searched). Ray is local (one CPU per core) unless RAY_ADDRESS names a cluster. Under a
+pipeline run each trial is an MLflow child run. The study is kept in .cache/tune/<study>/
+(see hpo.Ledger): DVC deletes a stage's outputs before re-running it, so resumable state
+lives outside them. Outputs: data/<pipeline>/tune/best_config.json (read by the train
+stage), reports/<pipeline>/tune/{trials.csv, summary.json}.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -24,21 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from components import hpo, paths, tracking
-from components.audio import features, model, training
-from components.audio.training import ClipDataset, evaluate, train
-from components.config import TriggerWordParams
-from components.stage_cli import StageError, stage_main, staged_output
-from components.train import build_model, read_split, train_config
+from components import hpo, paths, tasks, tracking
+from components.split import read_split
+from components.stage_cli import StageError, stage_main, stage_parser, staged_output
 
-PIPELINE = "trigger-word"
 CACHE_DIR = paths.TUNE_CACHE_DIR  # studies, by name; survives DVC's removal of the stage's outputs
-# Code that decides a trial's result: a change to it starts a new study
-TRIAL_CODE = (*(Path(m.__file__) for m in (features, model, training, hpo)), Path(__file__))
 
 
 @dataclass(frozen=True)
@@ -52,7 +44,8 @@ class ChildRuns:
 
 @dataclass(frozen=True)
 class TrialContext:
-    params: TriggerWordParams
+    pipeline: str
+    params: object  # the pipeline's params section
     data_dir: str  # absolute: Ray runs each trial in its own working directory
     train_ids: list[str]
     val_ids: list[str]
@@ -60,15 +53,11 @@ class TrialContext:
 
 
 def trial(config: dict, ctx: TrialContext) -> None:
-    """One Ray Tune trial: train `config` on the subsets and report every epoch."""
+    """One Ray Tune trial: the task trains `config` on the subsets and reports every epoch."""
+    import torch
+
     torch.set_num_threads(1)  # one core per trial; Ray runs the others beside it
-    p, budget = ctx.params, ctx.params.tune
-    chosen = hpo.split_config(config)
-    net = build_model(p, chosen["model"])
-    cfg = train_config(p, {**chosen["train"], "max_epochs": budget.max_epochs, "patience": budget.max_epochs,
-                           "max_minutes": budget.trial_minutes, "threads": 1})
-    train_ds = ClipDataset(ctx.data_dir, ctx.train_ids, samples_per_step=net.samples_per_step)
-    val_ds = ClipDataset(ctx.data_dir, ctx.val_ids, samples_per_step=net.samples_per_step)
+    task = tasks.load(ctx.pipeline)
     client, run_id = None, ""
     if ctx.mlflow:
         import mlflow
@@ -79,28 +68,25 @@ def trial(config: dict, ctx: TrialContext) -> None:
         run_id = client.create_run(ctx.mlflow.experiment_id, run_name=name, tags={
             "mlflow.parentRunId": ctx.mlflow.parent_run_id, "mlflow.runName": name}).info.run_id
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
-            **config, "train_clips": len(train_ds), "val_clips": len(val_ds), "max_epochs": cfg.max_epochs}.items()])
-    best = {"val_loss": math.inf, "val_f1": 0.0, "epoch": 0}
-    plain_bce = torch.nn.BCEWithLogitsLoss()
+            **config, "train_items": len(ctx.train_ids), "val_items": len(ctx.val_ids),
+            "max_epochs": ctx.params.tune.max_epochs}.items()])
+    best = {"val_loss": math.inf, "val_score": 0.0, "epoch": 0}
 
     def on_epoch(epoch: int, m: dict) -> None:
-        # train()'s val_loss is weighted by the trial's own pos_weight, which is searched:
-        # ranked by it, small weights would win by construction. Rank by plain BCE instead.
-        m = {**m, "val_loss_weighted": m["val_loss"], "val_loss": evaluate(net, val_ds, cfg, plain_bce)["loss"]}
         if m["val_loss"] < best["val_loss"]:
-            best.update(val_loss=m["val_loss"], val_f1=m["val_f1"], epoch=epoch)
+            best.update(val_loss=m["val_loss"], val_score=m[task.SCORE], epoch=epoch)
         if client:
             now = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in m.items()])
-        tune.report({**m, "best_val_loss": best["val_loss"], "best_val_f1": best["val_f1"],
+        tune.report({**m, "best_val_loss": best["val_loss"], "best_val_score": best["val_score"],
                      "best_epoch": best["epoch"], "mlflow_run_id": run_id})
 
-    train(net, train_ds, val_ds, cfg, on_epoch=on_epoch)
+    task.fit_trial(ctx.params, hpo.split_config(config, task), ctx.data_dir, ctx.train_ids, ctx.val_ids, on_epoch)
     if client:
         client.set_terminated(run_id, "FINISHED")
 
 
-def search(ctx: TrialContext, ledger: hpo.Ledger, new_trials: int, storage: Path) -> None:
+def search(ctx: TrialContext, space: dict, ledger: hpo.Ledger, new_trials: int, storage: Path) -> None:
     """Run `new_trials` more trials of the ledger's study on the connected Ray."""
     budget, done = ctx.params.tune, ledger.finished()
     scheduler = hpo.PruneAwareASHA(time_attr="training_iteration", metric="val_loss", mode="min",
@@ -116,7 +102,7 @@ def search(ctx: TrialContext, ledger: hpo.Ledger, new_trials: int, storage: Path
                             evaluated_rewards=[r.val_loss for r in done] or None)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trial, ctx=ctx), {"cpu": 1}),
-        param_space=hpo.search_space(budget.space),
+        param_space=space,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=new_trials,
                                     max_concurrent_trials=budget.concurrency,
                                     reuse_actors=True,  # a finished trial's process runs the next: no re-import
@@ -163,27 +149,30 @@ def _child_runs() -> ChildRuns | None:
     return ChildRuns(uri, parent, mlflow.MlflowClient(uri).get_run(parent).info.experiment_id)
 
 
-def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, out_dir: Path, report_dir: Path,
+def run(pipeline: str, p, data_dir: Path, split_dir: Path, out_dir: Path, report_dir: Path,
         cache_dir: Path = CACHE_DIR, ray_address: str | None = None) -> dict:
     start = time.perf_counter()
+    task = tasks.load(pipeline)
     budget, name, new_trials, reported = p.tune, None, 0, []
-    best = {**hpo.params_config(p), "val_loss": None, "trial": None}
+    best = {**hpo.params_config(p, task), "val_loss": None, "trial": None}
     if budget.trials > 0:
         train_ids, val_ids = read_split(split_dir, "train"), read_split(split_dir, "val")
         if not (data_dir / "manifest.csv").is_file():
             raise StageError(f"{data_dir / 'manifest.csv'}: not found; run the generate stage first")
-        name = hpo.study_name(p, [data_dir / "manifest.csv", split_dir / "train.txt", split_dir / "val.txt",
-                                  *TRIAL_CODE])
-        ledger = hpo.Ledger(cache_dir / name / "study.journal", name, budget.space)
+        space = task.search_space(budget.space)
+        code = [Path(__file__), Path(hpo.__file__), Path(task.__file__), *task.TRIAL_CODE]
+        name = hpo.study_name(task.study_prefix(p), p, task.trial_identity(p),
+                              [data_dir / "manifest.csv", split_dir / "train.txt", split_dir / "val.txt", *code])
+        ledger = hpo.Ledger(cache_dir / name / "study.journal", name, space)
         new_trials = max(0, budget.trials - len(ledger.finished()))
         print(f"study {name}: {len(ledger.finished())} trials finished, {new_trials} to run, "
               f"{budget.concurrency} at a time", flush=True)
         if new_trials:
-            ctx = TrialContext(p, str(data_dir.resolve()), hpo.subset(train_ids, budget.train_clips, p.seed),
-                               hpo.subset(val_ids, budget.val_clips, p.seed), _child_runs())
+            ctx = TrialContext(pipeline, p, str(data_dir.resolve()), hpo.subset(train_ids, budget.train_items, p.seed),
+                               hpo.subset(val_ids, budget.val_items, p.seed), _child_runs())
             started = _start_ray(ray_address)
             try:
-                search(ctx, ledger, new_trials, cache_dir / name / "ray")
+                search(ctx, space, ledger, new_trials, cache_dir / name / "ray")
             finally:
                 if started:
                     import ray
@@ -193,7 +182,7 @@ def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, out_dir: Path, re
             raise StageError(f"tune: only {len(reported)} of {budget.trials} trials finished (interrupted, or failed: see "
                              f"above); run again to run the rest, the finished ones are kept in {cache_dir / name}")
         winner = min(reported, key=lambda r: (r.val_loss, r.trial))
-        best = {**hpo.split_config(winner.config), "val_loss": round(winner.val_loss, 5), "trial": winner.trial}
+        best = {**hpo.split_config(winner.config, task), "val_loss": round(winner.val_loss, 5), "trial": winner.trial}
     summary = {"trials": len(reported), **{s: sum(r.status == s for r in reported) for s in hpo.STATUSES[:3]},
                "epochs": sum(r.epochs for r in reported), "best_trial": best["trial"], "best_val_loss": best["val_loss"]}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,9 +192,10 @@ def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, out_dir: Path, re
     with staged_output(report_dir) as out:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         with open(out / "trials.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(hpo.TrialRecord(0, "", 0, None, None, None, {}).row()))
+            rows = [r.row() for r in reported]
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["trial"])
             writer.writeheader()
-            writer.writerows(r.row() for r in reported)
+            writer.writerows(rows)
     if reported:
         tracking.log_metrics({"tune.best_val_loss": best["val_loss"], "tune.trials": len(reported)})
         tracking.log_artifacts([report_dir / "trials.csv", out_dir / "best_config.json"], "tune")
@@ -213,16 +203,20 @@ def run(p: TriggerWordParams, data_dir: Path, split_dir: Path, out_dir: Path, re
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    base = paths.pipeline_dir(PIPELINE)
-    parser.add_argument("--data", type=Path, default=base / "generated")
-    parser.add_argument("--split", type=Path, default=base / "split")
-    parser.add_argument("--out", type=Path, default=base / "tune")
-    parser.add_argument("--report", type=Path, default=paths.REPORTS_DIR / "trigger_word" / "tune")
+    parser = stage_parser(__doc__)
+    parser.add_argument("--data", type=Path, help="default: data/<pipeline>/generated")
+    parser.add_argument("--split", type=Path, help="default: data/<pipeline>/split")
+    parser.add_argument("--out", type=Path, help="default: data/<pipeline>/tune")
+    parser.add_argument("--report", type=Path, help="default: reports/<pipeline>/tune")
     parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="resumable search state (default: .cache/tune)")
-    return stage_main(parser, argv, lambda params, args: run(
-        params.trigger_word, args.data, args.split, args.out, args.report, args.cache,
-        ray_address=os.environ.get("RAY_ADDRESS")))
+
+    def body(params, args):
+        base = paths.pipeline_dir(args.pipeline)
+        return run(args.pipeline, tasks.params_of(params, args.pipeline), args.data or base / "generated",
+                   args.split or base / "split", args.out or base / "tune",
+                   args.report or paths.reports_dir(args.pipeline) / "tune", args.cache,
+                   ray_address=os.environ.get("RAY_ADDRESS"))
+    return stage_main(parser, argv, body)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
-"""Stage `validate`: Great Expectations suites over the raw inputs and the generated dataset.
+"""Stage `validate`: Great Expectations suites over a pipeline's raw inputs and generated data.
 
-  python -m components.validate raw        data/raw/backgrounds/         -> reports/trigger_word/validate_raw/
-  python -m components.validate generated  data/trigger_word/generated/  -> reports/trigger_word/validate_generated/
+  python -m components.validate trigger-word raw        data/raw/backgrounds/        -> reports/trigger_word/validate_raw/
+  python -m components.validate day-night generated     data/day_night/generated/    -> reports/day_night/validate_generated/
 
-Each report folder holds result.json (per expectation: success, observed value, offending
-files) and report/: index.html, a summary that reads offline and links into the GX Data
-Docs built under report/data_docs/, and the per-file facts the checks judged (files.csv).
-A failed expectation stops the pipeline: one line naming the failed checks, a few
-offending files and the report, exit 2. Files are only read, never changed or deleted.
+What is checked is the pipeline's (its task module's `raw_tables` / `generated_tables`):
+tables of per-file facts, each with the checks it must pass, stated as GX expectation
+names and arguments. This stage runs them as GX checkpoints and writes each report folder:
+result.json (per expectation: success, observed value, offending files) and report/:
+index.html, a summary that reads offline and links into the GX Data Docs built under
+report/data_docs/, and the per-file facts the checks judged (<table>.csv). A failed
+expectation stops the pipeline: one line naming the failed checks, a few offending files
+and the report, exit 2. Files are only read, never changed or deleted.
 """
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import logging
@@ -19,22 +21,38 @@ import os
 import sys
 import time
 from contextlib import redirect_stdout
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from components import data_checks, paths, tracking
-from components.config import TriggerWordParams
-from components.stage_cli import StageError, stage_main, staged_output
+from components import paths, tasks, tracking
+from components.stage_cli import StageError, stage_main, stage_parser, staged_output
 
-PIPELINE = "trigger-word"
-REPORTS = paths.REPORTS_DIR / "trigger_word"
 MAX_NAMED = 5  # offending files named per failed check in the error line
-# A recording may be loud but should not sit at full scale: 0.1% of samples at |x| >= 0.999
-MAX_CLIPPED_SHARE = 0.001
-MANIFEST_COLUMNS = {"subset", "voice_family", "duration_s", "n_triggers", "triggers", "trigger_families",
-                    "negatives", "file", "label_row"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation, as data: a GX 1.x expectation class name and its arguments."""
+    name: str  # the short name messages and result.json use
+    expectation: str  # e.g. "ExpectColumnValuesToBeInSet"
+    kwargs: dict
+    where: tuple[str, Any] | None = None  # judge only the rows whose column equals the value
+
+
+def all_true(column: str, name: str) -> Check:
+    """A row-level rule computed by the task: every value of the boolean column is True."""
+    return Check(name, "ExpectColumnValuesToBeInSet", {"column": column, "value_set": [True]})
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    frame: pd.DataFrame  # one row per file (or group), a column per fact
+    key: str  # the column that names a row in messages
+    checks: list[Check] = field(default_factory=list)
 
 
 def _gx():
@@ -46,91 +64,33 @@ def _gx():
     return gx
 
 
-def _tag(expectation, check: str):
-    expectation.meta = {"check": check}  # the short name messages and result.json use
+def run(pipeline: str, suite: str, p, data: Path, report_dir: Path, workers: int = 0) -> dict:
+    """Validate `data` (raw inputs or the generated dataset) with the pipeline's checks."""
+    started = time.perf_counter()
+    task = tasks.load(pipeline)
+    tables = (task.raw_tables if suite == "raw" else task.generated_tables)(p, data, workers)
+    return _validate(suite, tables, report_dir, len(tables[0].frame), time.perf_counter() - started, started)
+
+
+def _expectation(gx, check: Check):
+    kwargs = dict(check.kwargs)
+    if check.where is not None:
+        from great_expectations.expectations.row_conditions import Column
+        kwargs["row_condition"] = Column(check.where[0]) == check.where[1]
+    expectation = getattr(gx.expectations, check.expectation)(**kwargs)
+    expectation.meta = {"check": check.name}
     return expectation
 
 
-def _all_true(E, column: str, check: str):
-    """A row-level rule computed in data_checks: every value of the boolean column is True."""
-    return _tag(E.ExpectColumnValuesToBeInSet(column=column, value_set=[True]), check)
-
-
-def run_raw(p: TriggerWordParams, raw_dir: Path, report_dir: Path, workers: int = 0) -> dict:
-    """Every file under raw_dir is audio that decodes whole, at an accepted rate, neither
-    silent nor clipped. An absent or empty folder passes."""
-    started = time.perf_counter()
-    frame = data_checks.raw_file_frame(raw_dir, workers)
-    stats_s = time.perf_counter() - started
-    E, v = _gx().expectations, p.validation
-    suite = [
-        _all_true(E, "is_audio", "audio_file"), _all_true(E, "decodes", "decodes"),
-        _all_true(E, "complete", "not_truncated"), _all_true(E, "finite", "finite"),
-        _tag(E.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=[float(r) for r in v.raw_sample_rates]),
-             "sample_rate_accepted"),
-        _tag(E.ExpectColumnValuesToBeBetween(column="rms", min_value=v.min_rms), "not_silent"),
-        _tag(E.ExpectColumnValuesToBeBetween(column="clipped_share", max_value=MAX_CLIPPED_SHARE), "not_clipped"),
-    ]
-    return _validate("raw", [("files", frame, "file", suite)], report_dir, len(frame), stats_s, started)
-
-
-def run_generated(p: TriggerWordParams, data_dir: Path, report_dir: Path, workers: int = 0) -> dict:
-    """Audio facts of every file, label alignment, word overlap, voice-family split and
-    class/family balance of the generated dataset."""
-    started = time.perf_counter()
-    manifest, labels = _load_generated(data_dir)
-    files = data_checks.generated_file_frame(data_dir, manifest, labels, p.audio.sample_rate, p.labels.step_ms / 1000,
-                                             p.labels.pulse_steps, p.speech.held_out_family, workers)
-    families = data_checks.family_frame(files, p.speech.families, p.speech.held_out_family)
-    stats_s = time.perf_counter() - started
-    gx, v = _gx(), p.validation
-    from great_expectations.expectations.row_conditions import Column
-    E = gx.expectations
-    low, high = data_checks.balance_limits(families["main_clips"], v.family_balance_tolerance)
-    file_suite = [
-        _all_true(E, "exists", "file_exists"), _all_true(E, "decodes", "decodes"),
-        _tag(E.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=[float(p.audio.sample_rate)]), "sample_rate"),
-        _tag(E.ExpectColumnPairValuesToBeEqual(column_A="n_samples", column_B="expected_samples",
-                                               ignore_row_if="either_value_is_missing"), "duration_exact"),
-        _all_true(E, "finite", "finite"),
-        _tag(E.ExpectColumnValuesToBeBetween(column="peak", min_value=0.0, max_value=v.max_peak), "peak"),
-        _tag(E.ExpectColumnValuesToBeBetween(column="rms", min_value=v.min_rms, max_value=v.max_rms), "rms"),
-        _tag(E.ExpectColumnValuesToBeInSet(column="subset", value_set=list(data_checks.SUBSETS)), "subset_known"),
-        _all_true(E, "labels_match", "labels_at_trigger_ends"), _all_true(E, "words_disjoint", "words_do_not_overlap"),
-        _all_true(E, "held_out_isolated", "held_out_family_isolated"),
-        _tag(E.ExpectColumnMeanToBeBetween(column="has_trigger", min_value=v.min_positive_share,
-                                           max_value=v.max_positive_share, row_condition=Column("subset") == "main"),
-             "positive_share"),
-    ]
-    family_suite = [_tag(E.ExpectColumnValuesToBeBetween(column="main_clips", min_value=low, max_value=high),
-                         "family_balance")]
-    tables = [("files", files, "file", file_suite), ("families", families, "family", family_suite)]
-    return _validate("generated", tables, report_dir, len(files), stats_s, started)
-
-
-def _load_generated(data_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    try:
-        manifest = pd.read_csv(data_dir / "manifest.csv")
-        labels = np.load(data_dir / "labels.npy")
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise StageError(f"{data_dir}: cannot read the generated dataset ({str(exc).splitlines()[0]}); "
-                         "run the generate stage first") from None
-    missing = MANIFEST_COLUMNS - set(manifest.columns)
-    if missing or labels.ndim != 2:
-        raise StageError(f"{data_dir}: manifest.csv lacks columns {sorted(missing)}" if missing
-                         else f"{data_dir}/labels.npy: expected [clips, steps], got shape {labels.shape}")
-    return manifest, labels
-
-
-def _validate(suite: str, tables: list, report_dir: Path, n_files: int, stats_s: float, started: float) -> dict:
+def _validate(suite: str, tables: list[Table], report_dir: Path, n_files: int, stats_s: float, started: float) -> dict:
     """Run each table's suite through a GX checkpoint, write the report, fail loudly."""
     with staged_output(report_dir) as out:
         checks, pages = _run_checkpoints(suite, tables, out / "report" / "data_docs")
         failed = [c for c in checks if not c["success"]]
         result = {"suite": suite, "success": not failed, "files": n_files, "checks": checks}
         (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        for table, frame, _, _ in tables:  # the per-file facts the checks judged, for a closer look
-            frame.to_csv(out / "report" / f"{table}.csv", index=False)
+        for table in tables:  # the per-file facts the checks judged, for a closer look
+            table.frame.to_csv(out / "report" / f"{table.name}.csv", index=False)
         _write_summary_page(out / "report" / "index.html", result, [page.relative_to(out / "report") for page in pages])
     tracking.log_artifacts([report_dir / "result.json", report_dir / "report"], f"validate_{suite}")
     tracking.log_metrics({f"validate_{suite}.files": n_files, f"validate_{suite}.failed_checks": len(failed)})
@@ -142,7 +102,7 @@ def _validate(suite: str, tables: list, report_dir: Path, n_files: int, stats_s:
             "stats_seconds": round(stats_s, 2), "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _run_checkpoints(suite: str, tables: list, docs_dir: Path) -> tuple[list[dict], list[Path]]:
+def _run_checkpoints(suite: str, tables: list[Table], docs_dir: Path) -> tuple[list[dict], list[Path]]:
     """An ephemeral GX context whose Data Docs site is docs_dir; one checkpoint per table."""
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -155,16 +115,17 @@ def _run_checkpoints(suite: str, tables: list, docs_dir: Path) -> tuple[list[dic
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
         source = context.data_sources.add_pandas(suite)
-        for table, frame, key, expectations in tables:
-            name = f"{suite}_{table}"
-            batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
+        for table in tables:
+            name = f"{suite}_{table.name}"
+            expectations = [_expectation(gx, c) for c in table.checks]
+            batch = source.add_dataframe_asset(table.name).add_batch_definition_whole_dataframe("all")
             definition = context.validation_definitions.add(gx.ValidationDefinition(
                 name=name, data=batch, suite=context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))))
             checkpoint = context.checkpoints.add(gx.Checkpoint(
                 name=name, validation_definitions=[definition],
-                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [key]}))
-            for validation in checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values():
-                checks += [_check_result(r, key) for r in validation.results]
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [table.key]}))
+            for validation in checkpoint.run(batch_parameters={"dataframe": table.frame}).run_results.values():
+                checks += [_check_result(r, table.key) for r in validation.results]
         context.build_data_docs()
     return checks, sorted((docs_dir / "validations").rglob("*.html"))
 
@@ -209,17 +170,17 @@ def _write_summary_page(path: Path, result: dict, pages: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = stage_parser(__doc__)
     parser.add_argument("suite", choices=["raw", "generated"], help="what to validate")
-    parser.add_argument("--data", type=Path, help="raw: data/raw/backgrounds (default); generated: "
-                        "data/trigger_word/generated (default)")
-    parser.add_argument("--report", type=Path, help="report folder (default: reports/trigger_word/validate_<suite>)")
+    parser.add_argument("--data", type=Path, help="raw: the task's RAW_DIR (default); generated: "
+                        "data/<pipeline>/generated (default)")
+    parser.add_argument("--report", type=Path, help="report folder (default: reports/<pipeline>/validate_<suite>)")
 
     def body(params, args):
-        report = args.report or REPORTS / f"validate_{args.suite}"
-        if args.suite == "raw":
-            return run_raw(params.trigger_word, args.data or paths.RAW_BACKGROUNDS_DIR, report)
-        return run_generated(params.trigger_word, args.data or paths.pipeline_dir(PIPELINE) / "generated", report)
+        data = args.data or (tasks.load(args.pipeline).RAW_DIR if args.suite == "raw"
+                             else paths.pipeline_dir(args.pipeline) / "generated")
+        report = args.report or paths.reports_dir(args.pipeline) / f"validate_{args.suite}"
+        return run(args.pipeline, args.suite, tasks.params_of(params, args.pipeline), data, report)
     return stage_main(parser, argv, body)
 
 

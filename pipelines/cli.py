@@ -1,9 +1,11 @@
 """`cs230`: the command line of the product.
 
     cs230 run trigger-word [--set KEY=VALUE ...] [--no-push]   run a pipeline end to end (Prefect flow)
+    cs230 run day-night                                        the day/night image classifier, end to end
     cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
     cs230 export [--model URI] [--out DIR]                     ONNX build for devices + size/latency/accuracy table
+    cs230 detect PATH...  /  cs230 classify IMG...             the champion models on files (JSON lines)
     cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
 
 Errors a user can cause print one line and exit non-zero; they never print a traceback.
@@ -120,8 +122,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from components.audio.detection import DetectionConfig
     from components.config import ParamsError, read_raw, validate_params
-    from components.detect import (ModelLoadError, champion_uri, detect_inputs, is_model_uri,
-                                   iter_inputs, load_detector)
+    from components.detect import champion_uri, detect_inputs, iter_inputs, load_detector
+    from components.refs import ModelLoadError, is_model_uri
 
     torch.set_num_threads(1)  # real-time factor ~0.003 on one core; more threads only add overhead
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
@@ -157,11 +159,40 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    """One JSON line per image (DESIGN §5). Exit 0: every file read; 1: some were not; 2: no model."""
+    import torch
+
+    from components.classify import CHAMPION_URI, classify_inputs, iter_inputs, load_classifier_ref
+    from components.refs import ModelLoadError, is_model_uri
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    ref = args.model or CHAMPION_URI
+    try:
+        model = load_classifier_ref(ref if is_model_uri(ref) else str(args.invocation_dir / ref),
+                                    tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    except ModelLoadError as exc:
+        hint = "; no champion registered yet: run `cs230 run day-night` first, or pass --model" \
+            if exc.not_found and not args.model else ""
+        print(f"error: model {exc}{hint}", file=sys.stderr)
+        return 2
+    failed = 0
+    try:
+        for record in classify_inputs(model, iter_inputs(args.paths, args.invocation_dir)):
+            failed += "error" in record
+            print(json.dumps(record), flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 1 if failed else 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """The on-device build (DESIGN §6): the stage components/export.py, with user paths taken from
     where the command was run. Exit 2: no model, bad params or data."""
-    from components.detect import is_model_uri
     from components.export import main as export_main
+    from components.refs import is_model_uri
 
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
     if args.model:
@@ -192,7 +223,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     params or flags. The token comes from --token or CS230_SERVE_TOKEN, read here only."""
     from components.audio.detection import DetectionConfig
     from components.config import ParamsError, read_raw, validate_params
-    from components.detect import ModelLoadError, is_model_uri
+    from components.refs import ModelLoadError, is_model_uri
     from components.serve import ServeConfig
     from components.serving.holder import MODEL_KINDS, ModelHolder
 
@@ -212,9 +243,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 1 <= port <= 65535 or replicas < 1 or (args.replicas is not None and not args.ray):
         print("error: --port must be 1-65535; --replicas (>= 1) goes with --ray", file=sys.stderr)
         return 2
-    ref = args.model or MODEL_KINDS["trigger-word"].champion(params)
-    config = ServeConfig(refs={"trigger-word": ref if is_model_uri(ref) else str(args.invocation_dir / ref)},
-                         tracking_uri=os.environ["MLFLOW_TRACKING_URI"], limits=limits,
+    tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
+    given = {kind: ref if is_model_uri(ref) else str(args.invocation_dir / ref)
+             for kind, ref in (("trigger-word", args.model), ("day-night", args.classifier)) if ref}
+    if not given:  # every champion that is registered; none: the trigger word's error below says why
+        champions = {kind: k.champion(params) for kind, k in MODEL_KINDS.items()}
+        probe = ModelHolder(champions, tracking_uri)
+        probe.refresh()
+        given = {kind: ref for kind, ref in champions.items() if kind not in probe.errors} or \
+            {"trigger-word": champions["trigger-word"]}
+    config = ServeConfig(refs=given,
+                         tracking_uri=tracking_uri, limits=limits,
                          detection=DetectionConfig(smoothing_steps=det.smoothing_steps, refractory_s=det.refractory_s),
                          token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.token:
@@ -269,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--word", metavar="PHRASE", help="serve the champion of this phrase (default: params.yaml)")
     serve.add_argument("--model", metavar="PATH_OR_URI", help="serve this MLflow model URI or saved detector "
                        "file/folder instead of models:/trigger-word-<slug>@champion")
+    serve.add_argument("--classifier", metavar="PATH_OR_URI", help="serve this day-night classifier (URI or saved "
+                       "file/folder). Default: every registered champion (trigger-word-<slug>, day-night)")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but /healthz "
                        "(default: env CS230_SERVE_TOKEN; the variable keeps it out of `ps`)")
     serve.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment (local Ray, or RAY_ADDRESS)")
@@ -285,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--word", metavar="PHRASE", help="use the champion of this phrase (default: params.yaml)")
     # main() changes to the project root before the handler: remember where relative paths start
     detect.set_defaults(handler=cmd_detect, invocation_dir=Path.cwd())
+    classify = sub.add_parser("classify", help="day or night? for image files (JSON lines)")
+    classify.add_argument("paths", nargs="+", metavar="IMG", help="image file or folder (recursive)")
+    classify.add_argument("--model", metavar="URI", help="MLflow model URI or saved classifier file/folder "
+                          "(default: models:/day-night@champion)")
+    classify.set_defaults(handler=cmd_classify, invocation_dir=Path.cwd())
     export = sub.add_parser("export", help="ONNX build for devices (fp32, int8, pruned, distilled) and its report")
     export.add_argument("--model", metavar="PATH_OR_URI", help="MLflow model URI or saved detector file/folder "
                         "(default: models:/trigger-word-<slug>@champion)")

@@ -109,4 +109,10 @@ def trigger_word_flow(push: bool = True) -> PipelineResult:
     return run_pipeline("trigger-word", push)
 
 
-FLOWS = {"trigger-word": trigger_word_flow}
+@flow(name="day-night", log_prints=True)
+def day_night_flow(push: bool = True) -> PipelineResult:
+    """validate raw -> generate -> validate generated -> split -> tune -> train -> evaluate -> register"""
+    return run_pipeline("day-night", push)
+
+
+FLOWS = {"trigger-word": trigger_word_flow, "day-night": day_night_flow}

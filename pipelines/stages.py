@@ -12,8 +12,7 @@ from pathlib import Path
 import yaml
 
 from components.paths import DVC_YAML
-
-PIPELINES = {"trigger-word": "trigger_word"}  # CLI name -> params section and stage prefix
+from components.tasks import PIPELINES  # CLI name -> params section and stage prefix
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,16 @@ TINY = {
 }
 
 
-def write_params(path: Path, changes: dict) -> Path:
-    """params.yaml of the project with `changes` merged into the trigger_word section."""
+# A day-night dataset of seconds: every condition appears, the search and training only run.
+DAY_NIGHT_TINY = {"generate": {"images": 240},
+                  "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 64, "val_items": 32,
+                           "max_epochs": 1, "grace_epochs": 1, "trial_minutes": 1.0},
+                  "train": {"max_epochs": 2, "max_minutes": 1.0}}
+
+
+def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:
+    """params.yaml of the project with `changes` merged into the trigger_word section (and
+    `day_night` into the day_night section)."""
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 
     def merge(base: dict, extra: dict) -> None:
@@ -34,6 +42,7 @@ def write_params(path: Path, changes: dict) -> Path:
                 base[key] = value
 
     merge(raw["trigger_word"], changes)
+    merge(raw["day_night"], day_night or {})
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 

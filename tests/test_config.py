@@ -55,7 +55,7 @@ def test_malformed_override_and_yaml(tmp_path):
 
 def test_stage_cli_prints_one_line_and_exits_2(tmp_path):
     path = write_params(tmp_path / "params.yaml", {"clips": {"main": -1}})
-    proc = subprocess.run([sys.executable, "-m", "components.split", "--params", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "components.split", "trigger-word", "--params", str(path)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: params.yaml: trigger_word.clips.main: Input should be greater than or equal to 10 (got -1)"]

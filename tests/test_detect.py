@@ -17,7 +17,8 @@ import torch
 from components.audio.audio_io import AudioReadError, read_audio
 from components.audio.detection import DetectionConfig, detect
 from components.audio.model import ModelConfig, TriggerWordModel, save_model
-from components.detect import (ModelLoadError, detect_file, is_model_uri, iter_inputs, load_detector,
+from components.refs import ModelLoadError, is_model_uri
+from components.detect import (detect_file, iter_inputs, load_detector,
                                stream_detections)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

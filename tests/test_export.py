@@ -142,10 +142,10 @@ def test_runner_cli_prints_detect_records_and_imports_no_torch(detector):
 
 def test_export_writes_four_variants(tiny_dataset, tmp_path, monkeypatch):
     from components import export
-    from components.config import SplitParams
+    from components.config import load_params
     from components.split import run as split_run
 
-    split_run(tiny_dataset / "manifest.csv", SplitParams(), 0, tmp_path / "split")
+    split_run("trigger-word", load_params(PROJECT_ROOT / "params.yaml").trigger_word, tiny_dataset, tmp_path / "split")
     for name, keep in {"train": 24, "val": 8}.items():  # fine-tuning and distillation only need to run
         path = tmp_path / "split" / f"{name}.txt"
         path.write_text("\n".join(path.read_text().split()[:keep]) + "\n")

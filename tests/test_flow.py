@@ -15,12 +15,12 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import PROJECT_ROOT, TINY, write_params
+from conftest import DAY_NIGHT_TINY, PROJECT_ROOT, TINY, write_params
 
 pytestmark = pytest.mark.timeout(900)
 
 FLOW_TINY = {**TINY,
-             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_clips": 16, "val_clips": 8,
+             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 16, "val_items": 8,
                       "max_epochs": 1, "grace_epochs": 1, "trial_minutes": 1.0},
              "train": {"max_epochs": 2, "max_minutes": 1.0}}
 BIN = Path(sys.executable).parent
@@ -35,7 +35,7 @@ def flow_repo(tmp_path_factory):
     shutil.copytree(PROJECT_ROOT / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "data.dvc", ".gitignore"):
         shutil.copy(PROJECT_ROOT / name, root / name)
-    write_params(root / "params.yaml", FLOW_TINY)
+    write_params(root / "params.yaml", FLOW_TINY, DAY_NIGHT_TINY)
     (root / "data" / "raw").mkdir(parents=True)
     env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{root.parent / 'mlflow.db'}",
@@ -114,6 +114,37 @@ def test_param_change_reruns_only_dependants(harness, in_repo):
         (in_repo / "params.yaml").write_text(params)
     ran = [o.stage for o in result.outcomes if o.status == "ran"]
     assert ran == ["evaluate", "register"]
+
+
+def test_day_night_flow_registers_and_classifies(harness, in_repo):
+    """The second pipeline on the same stages: every stage runs, `day-night` version 1 is
+    champion, and `cs230 classify` scores images with it (a bad file gets its own line)."""
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.flow import day_night_flow
+
+    result = day_night_flow(push=False)
+    assert [o.stage for o in result.outcomes] == ["validate_raw", "generate", "validate_generated", "split",
+                                                  "tune", "train", "evaluate", "register"]
+    assert {o.status for o in result.outcomes} == {"ran"}
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("day-night", "champion")
+    assert int(version.version) == 1 and float(version.tags["gate.roc_auc"]) >= 0
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.tags["pipeline"] == "day-night" and "accuracy_test" in run.data.metrics
+    assert len(client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")) == 2
+
+    images = np.load(in_repo / "data/day_night/generated/images.npy")
+    Image.fromarray(images[0]).resize((200, 150)).save(in_repo.parent / "photo.png")
+    (in_repo.parent / "broken.jpg").write_bytes(b"not an image")
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "PREFECT_HOME")}
+    proc = cs230(in_repo, env, "classify", "../photo.png", "../broken.jpg")
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 1, proc.stderr
+    assert lines[0]["file"] == "../photo.png" and 0 <= lines[0]["p_night"] <= 1
+    assert lines[0]["label"] == ("night" if lines[0]["p_night"] >= 0.5 else "day")
+    assert lines[1]["file"] == "../broken.jpg" and "error" in lines[1]
 
 
 def test_killed_run_resumes_from_cache(flow_repo):

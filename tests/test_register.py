@@ -45,8 +45,7 @@ def registry_env(mlflow_server, tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     mlflow.set_tracking_uri(mlflow_server)
-    from components.config import SplitParams
-    split_run(tiny_dataset / "manifest.csv", SplitParams(), 0, tmp_path / "split")
+    split_run("trigger-word", P, tiny_dataset, tmp_path / "split")
     word = f"gate test {tmp_path.name[-6:].replace('_', ' ')}"
     p = P.model_copy(update={"word": "gate test"})
     return p.model_copy(update={"word": "".join(c for c in word if c.isalpha() or c == " ")}), tmp_path

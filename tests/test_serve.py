@@ -103,7 +103,7 @@ def store(detectors, tmp_path_factory):
         with mlflow.start_run(experiment_id=experiment):
             info = registry.log_detector(detectors[key])
         version = mlflow.register_model(info.model_uri, NAME).version
-        tags = {"gate.frr": 0.25, "gate.fa_per_hour": 0.5, "threshold": load_model(detectors[key]).threshold}
+        tags = {"gate.frr": 0.25, "gate.fa_per_hour": 0.5, "gate.threshold": load_model(detectors[key]).threshold}
         for tag, value in tags.items():
             client.set_model_version_tag(NAME, version, tag, str(value))
     client.set_registered_model_alias(NAME, "champion", "1")
@@ -404,3 +404,34 @@ def test_ray_serve_replicas_answer_like_uvicorn(files, detectors, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0
+
+
+def test_day_night_route_answers_like_cs230_classify(detectors, tmp_path):
+    """Both kinds on one server: an image (raw body or multipart) gets `cs230 classify`'s
+    record from the day-night classifier; a broken image or a wrong type is a 4xx."""
+    from PIL import Image
+
+    from components.classify import classify_inputs, iter_inputs
+    from components.vision.model import ClassifierConfig, build_classifier, save_classifier
+
+    model = build_classifier(ClassifierConfig(kind="mlp", hidden=(8,)), seed=0)
+    model.temperature, model.threshold = 1.5, 0.4
+    save_classifier(model, tmp_path / "classifier.pt")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    expected_record = next(classify_inputs(model, iter_inputs(["photo.png"], tmp_path)))
+    config = ServeConfig({"trigger-word": str(detectors["mid"]), "day-night": str(tmp_path / "classifier.pt")},
+                         limits=LIMITS)
+    with TestClient(create_app(config)) as c:
+        png = (tmp_path / "photo.png").read_bytes()
+        raw = c.post("/v1/day-night/classify", content=png, headers={"Content-Type": "image/png"})
+        form = c.post("/v1/day-night/classify", files={"file": ("photo.png", png, "image/png")})
+        assert raw.status_code == form.status_code == 200
+        assert form.json() == expected_record
+        assert raw.json() == {**expected_record, "file": "upload"} and raw.headers["X-Model"] == "classifier.pt"
+        broken = c.post("/v1/day-night/classify", content=b"junk", headers={"Content-Type": "image/jpeg"})
+        assert broken.status_code == 400 and "error" in broken.json()
+        wrong = c.post("/v1/day-night/classify", content=b"x", headers={"Content-Type": "text/plain"})
+        assert wrong.status_code == 415
+        assert {m["kind"] for m in c.get("/v1/models").json()["models"]} == {"trigger-word", "day-night"}
+        assert c.post(DETECT, content=b"", headers={"Content-Type": "audio/wav"}).status_code == 400

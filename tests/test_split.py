@@ -4,14 +4,18 @@ import json
 import pandas as pd
 import pytest
 
-from components.config import SplitParams
-from components.split import SPLITS, run
+from components.config import load_params
+from components.split import run
+from components.tasks.trigger_word import SPLITS
+from conftest import PROJECT_ROOT
+
+P = load_params(PROJECT_ROOT / "params.yaml").trigger_word
 
 
 @pytest.fixture(scope="module")
 def split_dir(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("split") / "split"
-    run(tiny_dataset / "manifest.csv", SplitParams(), seed=0, out_dir=out)
+    run("trigger-word", P, tiny_dataset, out_dir=out)
     return out
 
 
@@ -54,7 +58,7 @@ def test_ratios_and_stratification(tmp_path):
         "background": rng.choice(["white", "pink", "babble", "hum"], n), "duration_s": 10.0,
     })
     m.to_csv(tmp_path / "manifest.csv", index=False)
-    run(tmp_path / "manifest.csv", SplitParams(), seed=0, out_dir=tmp_path / "split")
+    run("trigger-word", P, tmp_path, out_dir=tmp_path / "split")
     report = json.loads((tmp_path / "split" / "split_report.json").read_text())
     shares = {k: report[k]["clips"] / n for k in ("train", "val", "test")}
     assert shares["train"] == pytest.approx(0.8, abs=0.03)

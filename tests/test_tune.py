@@ -9,13 +9,14 @@ import math
 import pytest
 
 from components import hpo, tune
+from components.tasks import trigger_word as task
 from components.config import load_params
 from conftest import write_params
 
 pytestmark = pytest.mark.timeout(300)
 
 # Tiny budgets: the point is the wiring, not the model.
-SEARCH = {"concurrency": 2, "startup_trials": 1, "train_clips": 16, "val_clips": 8, "max_epochs": 2,
+SEARCH = {"concurrency": 2, "startup_trials": 1, "train_items": 16, "val_items": 8, "max_epochs": 2,
           "trial_minutes": 1.0,
           "space": {"lr": [0.001, 0.01], "gru_hidden": [8, 16], "gru_layers": [1, 2], "conv_filters": [8, 16],
                     "dropout": [0.0, 0.2], "pos_weight": [2.0, 8.0], "batch_size": [4, 8]}}
@@ -37,7 +38,7 @@ def split_dir(tiny_dataset, tiny_params_file, tmp_path_factory):
 
     p = load_params(tiny_params_file).trigger_word
     out = tmp_path_factory.mktemp("split") / "split"
-    split.run(tiny_dataset / "manifest.csv", p.split, p.seed, out)
+    split.run("trigger-word", p, tiny_dataset, out)
     return out
 
 
@@ -57,7 +58,7 @@ def searched(tiny_dataset, split_dir, tmp_path_factory):
         runs = []
         for i, trials in enumerate((2, 3, 3)):
             out, report = work / f"out{i}", work / f"report{i}"
-            result = tune.run(params(work, trials), tiny_dataset, split_dir, out, report, work / "cache")
+            result = tune.run("trigger-word", params(work, trials), tiny_dataset, split_dir, out, report, work / "cache")
             runs.append({"result": result, "best": json.loads((out / "best_config.json").read_text()),
                          "rows": read_rows(report), "summary": json.loads((report / "summary.json").read_text())})
         client.set_terminated(parent)
@@ -67,7 +68,7 @@ def searched(tiny_dataset, split_dir, tmp_path_factory):
 def test_best_config_is_a_point_of_the_search_space(searched):
     best, rows = searched["runs"][0]["best"], searched["runs"][0]["rows"]
     space = SEARCH["space"]
-    assert set(best["model"]) == set(hpo.MODEL_KEYS) and set(best["train"]) == set(hpo.TRAIN_KEYS)
+    assert set(best["model"]) == set(task.MODEL_KEYS) and set(best["train"]) == set(task.TRAIN_KEYS)
     for key in ("gru_hidden", "gru_layers", "conv_filters"):
         assert best["model"][key] in space[key]
     assert best["train"]["batch_size"] in space["batch_size"]
@@ -79,7 +80,7 @@ def test_best_config_is_a_point_of_the_search_space(searched):
 
 
 def test_train_stage_reads_the_best_config(searched):
-    from components.train import build_model, train_config
+    from components.tasks.trigger_word import build_model, train_config
 
     best = searched["runs"][0]["best"]
     p = load_params(write_params(searched["work"] / "plain.yaml", {})).trigger_word
@@ -95,7 +96,7 @@ def test_one_row_per_trial_with_status_and_epochs(searched):
         assert r["status"] in ("completed", "pruned")
         assert 1 <= int(r["epochs"]) <= SEARCH["max_epochs"]
         assert (r["status"] == "completed") == (int(r["epochs"]) == SEARCH["max_epochs"])
-        assert set(hpo.SPACE_KEYS) <= set(r)
+        assert set(task.MODEL_KEYS + task.TRAIN_KEYS) <= set(r)
     summary = searched["runs"][0]["summary"]
     assert summary["trials"] == 2 and summary["completed"] + summary["pruned"] == 2
     assert not any("second" in k or k.endswith("_s") for k in summary)  # metrics stay deterministic
@@ -110,7 +111,7 @@ def test_each_trial_is_a_child_run_of_the_pipeline_run(searched):
         row = rows[run.info.run_name]
         assert run.info.status == "FINISHED"
         assert run.data.tags["tune.status"] == row["status"]
-        assert set(hpo.SPACE_KEYS) <= set(run.data.params)
+        assert set(task.MODEL_KEYS + task.TRAIN_KEYS) <= set(run.data.params)
         assert float(run.data.params["lr"]) == pytest.approx(float(row["lr"]))
         history = client.get_metric_history(run.info.run_id, "val_loss")
         assert [m.step for m in history] == list(range(1, int(row["epochs"]) + 1))
@@ -132,11 +133,11 @@ def test_resume_runs_only_the_missing_trials(searched):
 
 def test_zero_trials_passes_the_params_values_on(tmp_path):
     p = params(tmp_path, 0)
-    result = tune.run(p, tmp_path / "no-data", tmp_path / "no-split", tmp_path / "out", tmp_path / "report",
+    result = tune.run("trigger-word", p, tmp_path / "no-data", tmp_path / "no-split", tmp_path / "out", tmp_path / "report",
                       tmp_path / "cache")
     best = json.loads((tmp_path / "out" / "best_config.json").read_text())
-    assert best["model"] == {k: getattr(p.model, k) for k in hpo.MODEL_KEYS}
-    assert best["train"] == {k: getattr(p.train, k) for k in hpo.TRAIN_KEYS}
+    assert best["model"] == {k: getattr(p.model, k) for k in task.MODEL_KEYS}
+    assert best["train"] == {k: getattr(p.train, k) for k in task.TRAIN_KEYS}
     assert best["val_loss"] is None and result["trials"] == 0
     assert read_rows(tmp_path / "report") == [] and not (tmp_path / "cache").exists()
 
@@ -144,11 +145,14 @@ def test_zero_trials_passes_the_params_values_on(tmp_path):
 def test_study_name_follows_the_space_and_data_not_the_trial_count(tmp_path):
     data = tmp_path / "train.txt"
     data.write_text("a\nb\n")
-    name = hpo.study_name(params(tmp_path, 2), [data])
-    assert hpo.study_name(params(tmp_path, 8, concurrency=1), [data]) == name
-    assert hpo.study_name(params(tmp_path, 2, max_epochs=3), [data]) != name
+    def name_of(p):
+        return hpo.study_name(task.study_prefix(p), p, task.trial_identity(p), [data])
+
+    name = name_of(params(tmp_path, 2))
+    assert name_of(params(tmp_path, 8, concurrency=1)) == name
+    assert name_of(params(tmp_path, 2, max_epochs=3)) != name
     data.write_text("a\nc\n")
-    assert hpo.study_name(params(tmp_path, 2), [data]) != name
+    assert name_of(params(tmp_path, 2)) != name
 
 
 def test_subsets_are_seeded_and_keep_split_order():

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from components import generate, validate
 from components.config import load_params
-from components.data_checks import label_pulses_match, wav_is_complete, words_disjoint
+from components.audio.data_checks import label_pulses_match, wav_is_complete, words_disjoint
 from components.stage_cli import StageError
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -85,7 +85,7 @@ def test_raw_good_recordings_pass(params, tmp_path):
     (tmp_path / "bg" / "street").mkdir(parents=True)
     sf.write(tmp_path / "bg" / "street" / "a.flac", np.stack([tone(2, 44100)] * 2, 1), 44100)
     sf.write(tmp_path / "bg" / "b.wav", tone(), SR, subtype="PCM_16")
-    summary = validate.run_raw(params, tmp_path / "bg", tmp_path / "report")
+    summary = validate.run("trigger-word", "raw", params, tmp_path / "bg", tmp_path / "report")
     assert summary["success"] and summary["files"] == 2
     result = json.loads((tmp_path / "report" / "result.json").read_text())
     assert result["success"] and all(c["success"] for c in result["checks"])
@@ -98,8 +98,8 @@ def test_raw_good_recordings_pass(params, tmp_path):
 
 def test_raw_absent_or_empty_folder_passes(params, tmp_path):
     (tmp_path / "empty").mkdir()
-    assert validate.run_raw(params, tmp_path / "absent", tmp_path / "r1")["files"] == 0
-    assert validate.run_raw(params, tmp_path / "empty", tmp_path / "r2")["success"]
+    assert validate.run("trigger-word", "raw", params, tmp_path / "absent", tmp_path / "r1")["files"] == 0
+    assert validate.run("trigger-word", "raw", params, tmp_path / "empty", tmp_path / "r2")["success"]
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "truncated", "silent", "clipped", "rate", "not_audio", "nan"])
@@ -113,7 +113,7 @@ def test_raw_bad_file_fails_naming_it_and_is_kept(params, tmp_path, kind):
     shutil.copy(scratch / name, bg / name)
     before = (bg / name).read_bytes()
     with pytest.raises(StageError) as err:
-        validate.run_raw(params, bg, tmp_path / "report")
+        validate.run("trigger-word", "raw", params, bg, tmp_path / "report")
     message = str(err.value)
     assert "\n" not in message
     assert f"1 of 7 checks failed: {check} ({name})" in message
@@ -127,7 +127,7 @@ def test_cli_exits_2_with_one_line(tmp_path, capsys):
     bg = tmp_path / "bg"
     bg.mkdir()
     (bg / "junk.wav").write_bytes(b"RIFF0000WAVEjunk" * 10)
-    code = validate.main(["raw", "--params", str(PARAMS_FILE), "--data", str(bg), "--report", str(tmp_path / "r")])
+    code = validate.main(["trigger-word", "raw", "--params", str(PARAMS_FILE), "--data", str(bg), "--report", str(tmp_path / "r")])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.startswith("error: validate raw:") and err.count("\n") == 1 and "junk.wav" in err
@@ -154,12 +154,12 @@ def _positive_row(data: Path) -> pd.Series:
 
 def _failure(params, data: Path, report: Path) -> tuple[str, dict]:
     with pytest.raises(StageError) as err:
-        validate.run_generated(params, data, report)
+        validate.run("trigger-word", "generated", params, data, report)
     return str(err.value), {c["check"]: c for c in json.loads((report / "result.json").read_text())["checks"]}
 
 
 def test_generated_dataset_passes(params, dataset, tmp_path):
-    summary = validate.run_generated(params, dataset, tmp_path / "report")
+    summary = validate.run("trigger-word", "generated", params, dataset, tmp_path / "report")
     assert summary["success"] and summary["files"] == 125 and summary["checks"] == 13
     pages = {p.stem for p in (tmp_path / "report" / "report" / "data_docs" / "validations").rglob("*.html")}
     assert pages == {"generated-files", "generated-families"}
@@ -223,4 +223,4 @@ def test_balance_checks_fail(params, dataset, tmp_path):
 
 def test_missing_manifest_is_a_stage_error(params, tmp_path):
     with pytest.raises(StageError, match="run the generate stage first"):
-        validate.run_generated(params, tmp_path / "nothing", tmp_path / "report")
+        validate.run("trigger-word", "generated", params, tmp_path / "nothing", tmp_path / "report")

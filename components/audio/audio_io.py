@@ -10,18 +10,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from components.errors import InputError, first_line
+
 AUDIO_SUFFIXES = (".wav", ".flac")
 BLOCK_SECONDS = 10.0  # audio read per step when streaming: ~1 MB at 48 kHz stereo
 _WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes streaming writers leave in the header
 
 
-class AudioReadError(ValueError):
+class AudioReadError(InputError):
     """A file that is not readable audio; the message says why in one line."""
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:

@@ -20,22 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from components.detect import ModelLoadError, champion_uri, find_detector_file, is_model_uri, load_detector
+from components import classify, detect
+from components.refs import ModelLoadError, find_model_file, is_model_uri
 
 log = logging.getLogger("cs230.serve")
 _ALIAS_REF = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
-METRIC_TAGS = {"gate.frr": "frr", "gate.fa_per_hour": "fa_per_hour", "threshold": "threshold"}
 
 
 @dataclass(frozen=True)
 class ModelKind:
     champion: Callable[[Any], str]  # Params -> models:/<registered name>@champion
     load: Callable[[str, str | None], Any]  # (URI or path, tracking URI) -> model in eval mode
+    file_name: str  # the saved model's file inside a folder or a registered version
 
 
 MODEL_KINDS: dict[str, ModelKind] = {
-    "trigger-word": ModelKind(lambda p: champion_uri(p.trigger_word.slug), load_detector),
-    # "day-night": ModelKind(lambda p: "models:/day-night@champion", load_classifier),  once registered
+    "trigger-word": ModelKind(lambda p: detect.champion_uri(p.trigger_word.slug), detect.load_detector,
+                              detect.DETECTOR_FILE),
+    "day-night": ModelKind(lambda p: classify.CHAMPION_URI, classify.load_classifier_ref, classify.CLASSIFIER_FILE),
 }
 
 
@@ -59,12 +61,13 @@ class Loaded:
 
 
 def _metrics(tags: dict, model: Any) -> dict:
-    """gate.frr, gate.fa_per_hour and threshold tags of a version as numbers."""
+    """The numeric gate.* tags of a version (gate.frr, gate.roc_auc, gate.threshold...) as numbers."""
     out = {}
-    for tag, key in METRIC_TAGS.items():
+    for tag, value in tags.items():
         try:
-            out[key] = float(tags[tag])
-        except (KeyError, TypeError, ValueError):
+            if tag.startswith("gate."):
+                out[tag.removeprefix("gate.")] = float(value)
+        except (TypeError, ValueError):
             pass
     if "threshold" not in out and hasattr(model, "threshold"):
         out["threshold"] = round(float(model.threshold), 5)
@@ -114,7 +117,7 @@ class ModelHolder:
 
     def _fetch(self, kind: str, ref: str, current: Loaded | None) -> Loaded | None:
         """The new `Loaded` for `ref`, or None when `current` is still what it names."""
-        load = MODEL_KINDS[kind].load
+        load, file_name = MODEL_KINDS[kind].load, MODEL_KINDS[kind].file_name
         match = _ALIAS_REF.match(ref)
         if match:
             name, alias = match["name"], match["alias"]
@@ -128,9 +131,9 @@ class ModelHolder:
         if not is_model_uri(ref):
             path = Path(ref)
             try:
-                file = find_detector_file(path) if path.is_dir() else path
+                file = find_model_file(path, file_name) if path.is_dir() else path
                 st = file.stat()
-            except OSError:
+            except (OSError, ModelLoadError):
                 raise ModelLoadError(f"{ref}: no such file or directory", not_found=True) from None
             stamp = (st.st_mtime_ns, st.st_size)
             if current is not None and current.stamp == stamp:

@@ -57,6 +57,20 @@ def parse_sample_rate(text: str | None, required: bool = True) -> int | None:
     return int(text)
 
 
+def loaded_model(state, kind: str):
+    """This request's model, whatever a reload does meanwhile (503 when none is loaded)."""
+    try:
+        return state.holder.get(kind)
+    except KeyError:
+        raise ServeError(503, f"no {kind} model is loaded; see /healthz") from None
+
+
+def model_headers(loaded) -> dict:
+    """Which version answered (headers are latin-1: other characters of a path are escaped)."""
+    values = {"X-Model": loaded.name, "X-Model-Version": str(loaded.version or ""), "X-Model-Source": loaded.source}
+    return {k: v.encode("ascii", "backslashreplace").decode() for k, v in values.items()}
+
+
 async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
     """The body's chunks; 413 as soon as the declared or received size passes `limit`."""
     declared = request.headers.get("content-length", "")
@@ -85,14 +99,14 @@ async def receive_audio(request: Request, max_bytes: int, max_seconds: float) ->
     media = media.strip().lower()
     ctype_params = dict(p.strip().lower().partition("=")[::2] for p in rest.split(";") if "=" in p)
     if media == "multipart/form-data":
-        return await _receive_multipart(request, max_bytes)
+        return await receive_multipart(request, max_bytes)
     if media in FILE_TYPES:
-        return await _receive_raw(request, max_bytes, FILE_TYPES[media], header=None)
+        return await receive_raw(request, max_bytes, FILE_TYPES[media], header=None)
     if media in PCM_TYPES:
         rate = parse_sample_rate(request.query_params.get("sample_rate") or ctype_params.get("rate"))
         if ctype_params.get("channels", "1") != "1":
             raise ServeError(415, "raw PCM must be mono (channels=1); send a WAV/FLAC file for more channels")
-        upload = await _receive_raw(request, max_bytes, ".wav", header=rate)
+        upload = await receive_raw(request, max_bytes, ".wav", header=rate)
         data_bytes = upload.path.stat().st_size - 44
         if data_bytes % 2 or data_bytes / 2 / rate > max_seconds:
             upload.path.unlink()
@@ -112,7 +126,9 @@ def _temp_file(suffix: str) -> Path:
     return Path(name)
 
 
-async def _receive_raw(request: Request, max_bytes: int, suffix: str, header: int | None) -> Upload:
+async def receive_raw(request: Request, max_bytes: int, suffix: str, header: int | None = None,
+                      what: str = "audio") -> Upload:
+    """The raw body in a temporary file (with a WAV header to fill in, when `header` is a rate)."""
     path = _temp_file(suffix)
     try:
         size = 0
@@ -123,14 +139,15 @@ async def _receive_raw(request: Request, max_bytes: int, suffix: str, header: in
                 out.write(chunk)
                 size += len(chunk)
         if size == 0:
-            raise ServeError(400, "empty body: no audio")
+            raise ServeError(400, f"empty body: no {what}")
         return Upload("upload", path)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
 
 
-async def _receive_multipart(request: Request, max_bytes: int) -> Upload:
+async def receive_multipart(request: Request, max_bytes: int, what: str = "audio") -> Upload:
+    """The multipart body's field `file` (or its first file part) in a temporary file."""
     parser = MultiPartParser(request.headers, limited_body(request, max_bytes), max_files=4, max_fields=16)
     try:
         form = await parser.parse()
@@ -141,7 +158,7 @@ async def _receive_multipart(request: Request, max_bytes: int) -> Upload:
         if upload is None or isinstance(upload, str):  # no field 'file': take the first file part
             upload = next((v for _, v in form.multi_items() if not isinstance(v, str)), None)
         if upload is None:
-            raise ServeError(400, "multipart body has no file: send the audio in the field 'file'")
+            raise ServeError(400, f"multipart body has no file: send the {what} in the field 'file'")
         name = upload.filename or "upload"
         suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".wav", ".flac") else ".audio"
         path = _temp_file(suffix)
@@ -149,7 +166,7 @@ async def _receive_multipart(request: Request, max_bytes: int) -> Upload:
             with open(path, "wb") as out:
                 await run_in_threadpool(shutil.copyfileobj, upload.file, out)
             if path.stat().st_size == 0:
-                raise ServeError(400, f"empty file {name!r}: no audio")
+                raise ServeError(400, f"empty file {name!r}: no {what}")
         except BaseException:
             path.unlink(missing_ok=True)
             raise

@@ -16,23 +16,15 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from components.audio.detection import DetectionConfig, StreamingDetector
-from components.serving.inputs import ServeError, detect_upload, parse_sample_rate, receive_audio
+from components.serving.inputs import (ServeError, detect_upload, loaded_model, model_headers, parse_sample_rate,
+                                       receive_audio)
 
 KIND = "trigger-word"
 router = APIRouter(prefix=f"/v1/{KIND}")
 
 
-def _model_headers(loaded) -> dict:
-    """Which version answered (headers are latin-1: other characters of a path are escaped)."""
-    values = {"X-Model": loaded.name, "X-Model-Version": str(loaded.version or ""), "X-Model-Source": loaded.source}
-    return {k: v.encode("ascii", "backslashreplace").decode() for k, v in values.items()}
-
-
 def _loaded(state):
-    try:
-        return state.holder.get(KIND)  # this request's model, whatever a reload does meanwhile
-    except KeyError:
-        raise ServeError(503, f"no {KIND} model is loaded; see /healthz") from None
+    return loaded_model(state, KIND)
 
 
 def _threshold(text: str | None) -> float | None:
@@ -60,7 +52,7 @@ async def detect(request: Request) -> JSONResponse:
                                                 threshold, limits.max_audio_seconds, limiter=state.limiter)
     finally:
         upload.path.unlink(missing_ok=True)
-    return JSONResponse(record, headers=_model_headers(loaded))
+    return JSONResponse(record, headers=model_headers(loaded))
 
 
 class PcmStream:
@@ -109,7 +101,7 @@ async def stream(ws: WebSocket) -> None:
     except ServeError as exc:
         return await deny(ws, exc.status, exc.message)
     pcm = PcmStream(loaded.model, state.config.detection, rate)
-    await ws.accept(headers=[(k.lower().encode(), v.encode()) for k, v in _model_headers(loaded).items()])
+    await ws.accept(headers=[(k.lower().encode(), v.encode()) for k, v in model_headers(loaded).items()])
     max_bytes = state.config.limits.max_body_bytes
     try:
         while True:

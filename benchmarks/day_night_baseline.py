@@ -1,0 +1,51 @@
+"""The notes' baseline on the day-night data: a 12,288-32-1 ReLU MLP, trained by torch and
+by the from-scratch NumPy network, with test accuracy, ECE and seconds of each.
+
+Reads the generated dataset and split of `cs230 run day-night` (data/day_night/); run that
+first. The baseline's params are params.yaml's `day_night.model` and `day_night.train`
+(the notes' defaults), whatever the search chose for the registered model.
+    python benchmarks/day_night_baseline.py [--backends torch numpy]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from components.config import load_params  # noqa: E402
+from components.split import read_split  # noqa: E402
+from components.tasks import day_night as task  # noqa: E402
+from components.vision.evaluation import classification_metrics  # noqa: E402
+from components.vision.training import fit  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["torch", "numpy"], choices=["torch", "numpy"])
+    args = parser.parse_args()
+    data, splits = ROOT / "data/day_night/generated", ROOT / "data/day_night/split"
+    if not (splits / "test.txt").is_file():
+        raise SystemExit("error: data/day_night/split/test.txt: not found; run `cs230 run day-night` first")
+    p = load_params(ROOT / "params.yaml").day_night
+    baseline = {"kind": "mlp", "depth": 1, "width": 32, "activation": "relu", "init": "he", "dropout": 0.0}
+    arrays = {name: task.split_arrays(data, read_split(splits, name)) for name in ("train", "val", "test")}
+    print(f"baseline 12288-32-1 relu MLP; train {len(arrays['train'][0])}, val {len(arrays['val'][0])}, "
+          f"test {len(arrays['test'][0])} images")
+    for backend in args.backends:
+        model = task.build(p, baseline)
+        cfg = task.train_config(p.model_copy(update={"model": p.model.model_copy(update={"backend": backend})}), "mlp")
+        started = time.perf_counter()
+        result = fit(model, *arrays["train"], *arrays["val"], cfg)
+        seconds = time.perf_counter() - started
+        m = classification_metrics(arrays["test"][1], model.predict_proba(arrays["test"][0]))
+        print(f"{backend:6s} test accuracy {m['accuracy']:.4f}  ROC AUC {m['roc_auc']:.4f}  ECE {m['ece']:.4f} "
+              f"(uncalibrated)  {len(result.history)} epochs (best {result.best_epoch}, {result.stop_reason})  "
+              f"{seconds:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Stage `generate` of the day-night pipeline: the 64x64 RGB image dataset (DESIGN §5).
+
+- synthetic: `generate.images` procedural outdoor scenes (components/vision/scenes.py),
+  half day and half night by default, with the notes' hard cases; deterministic by seed,
+  labelled by `labels.night_below_deg`.
+- user: every image under data/raw/day_night/{day,night}/, center-cropped and resized to
+  64x64, labelled by its folder. The validate_raw stage has already reported any file
+  that is not a readable image in a day/ or night/ folder; none is dropped here.
+`generate.source: auto` takes the user's images when that folder holds any.
+Outputs: data/day_night/generated/{images.npy (uint8 [N, 64, 64, 3]), manifest.csv (one row
+per image: image_id, label, source, file, condition, sha256, scene facts)} and
+reports/day_night/generate/{examples.png (a contact sheet), summary.json}.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components import paths, tracking
+from components.config import DayNightParams
+from components.stage_cli import StageError, stage_main, staged_output
+from components.vision import scenes
+from components.vision.images import LABELS, find_user_images, load_image
+
+PIPELINE = "day-night"
+
+
+def scene_config(p: DayNightParams) -> scenes.SceneConfig:
+    g = p.generate
+    return scenes.SceneConfig(
+        size=p.image_size, night_share=g.night_share, night_below_deg=p.labels.night_below_deg,
+        twilight_share=g.twilight_share, twilight_band_deg=g.twilight_band_deg, overcast_share=g.overcast_share,
+        city_share=g.city_share, artificial_light_share=g.artificial_light_share, haze_share=g.haze_share,
+        exposure_ev=tuple(g.exposure_ev), white_balance=tuple(g.white_balance), noise_std=tuple(g.noise_std))
+
+
+def user_dataset(raw_dir: Path, size: int) -> tuple[np.ndarray, pd.DataFrame]:
+    found = find_user_images(raw_dir)
+    stray = [str(path) for path, label in found if label not in LABELS]
+    if stray:
+        raise StageError(f"{raw_dir}: images outside day/ and night/: {', '.join(stray[:5])}; run validate_raw")
+    images = np.stack([load_image(path, size) for path, _ in found])
+    frame = pd.DataFrame({"image_id": [f"user-{i:06d}" for i in range(len(found))],
+                          "label": [label for _, label in found], "condition": "user",
+                          "file": [str(path.relative_to(raw_dir)) for path, _ in found]})
+    return images, frame
+
+
+def run(p: DayNightParams, raw_dir: Path, out_dir: Path, report_dir: Path) -> dict:
+    started = time.perf_counter()
+    has_user_images = bool(find_user_images(raw_dir)) if raw_dir.is_dir() else False
+    source = p.generate.source if p.generate.source != "auto" else ("user" if has_user_images else "synthetic")
+    if source == "user":
+        if not has_user_images:
+            raise StageError(f"{raw_dir}: generate.source is user but there are no images in day/ or night/")
+        images, frame = user_dataset(raw_dir, p.image_size)
+    else:
+        images, frame = scenes.generate(scene_config(p), p.seed, p.generate.images)
+        frame.insert(3, "file", "")
+    frame.insert(2, "source", source)
+    frame.insert(3, "sha256", [hashlib.sha256(image.tobytes()).hexdigest() for image in images])
+    with staged_output(out_dir) as tmp_out, staged_output(report_dir) as tmp_report:
+        np.save(tmp_out / "images.npy", images)
+        frame.to_csv(tmp_out / "manifest.csv", index=False)
+        scenes.contact_sheet(images, frame, tmp_report / "examples.png")
+        summary = {"images": len(frame), "source": source, "night_share": round(float((frame.label == "night").mean()), 4),
+                   **{f"condition_{k}": int(v) for k, v in frame["condition"].value_counts().sort_index().items()}}
+        (tmp_report / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    seconds = time.perf_counter() - started
+    tracking.log_artifacts([report_dir / "examples.png", report_dir / "summary.json"], "generate")
+    tracking.log_metrics({"generate.images": len(frame), "generate.seconds": seconds})
+    return {**summary, "seconds": round(seconds, 1), "images_per_second": round(len(frame) / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", type=Path, default=paths.RAW_DAY_NIGHT_DIR)
+    parser.add_argument("--out", type=Path, default=paths.pipeline_dir(PIPELINE) / "generated")
+    parser.add_argument("--report", type=Path, default=paths.reports_dir(PIPELINE) / "generate")
+    return stage_main(parser, argv, lambda params, args: run(params.day_night, args.raw, args.out, args.report))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""The pipelines, and what each one plugs into the shared stages.
+
+The stages validate, split, tune, train, evaluate and register are the same code for every
+pipeline (DESIGN §3). What differs is a pipeline's *task*: one module here per pipeline
+that adapts its domain code (components/audio/, components/vision/) to the stages. A
+task module is imported only when its pipeline runs, and provides:
+
+  validate   RAW_DIR; raw_tables(p, raw_dir, workers), generated_tables(p, data_dir, workers)
+             -> the tables of per-file facts and the checks each must pass
+  split      ID_COLUMN, SPLITS; assign_splits(manifest, p) -> split name per row;
+             describe_split(rows) -> that split's figures
+  tune       TRIAL_CODE, MODEL_KEYS, TRAIN_KEYS, SCORE; search_space(space), params_config(p),
+             trial_identity(p), fit_trial(p, config, data_dir, train_ids, val_ids, on_epoch)
+  train      fit(p, data_dir, split_dir, tuned, on_epoch) -> (model, TrainResult), save_model(model, path),
+             train_summary(model, best_epoch_metrics) -> figures for metrics.json
+  evaluate   EVALUATED_FILE; evaluate(p, data_dir, split_dir, model_path, evaluated_out, report_dir)
+             -> (headline figures, full metrics)
+  register   registered_name(p), load_evaluated(path_or_uri), gate_figures(model, p, data_dir, split_dir),
+             decide(challenger, champion, p) -> (promote, reason), log_model(path), version_tags(p)
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+PIPELINES = {"trigger-word": "trigger_word", "day-night": "day_night"}  # CLI name -> params section, stage prefix
+
+
+def section(pipeline: str) -> str:
+    return PIPELINES[pipeline]
+
+
+def load(pipeline: str) -> ModuleType:
+    """The pipeline's task module (imported now, with its domain's dependencies)."""
+    return importlib.import_module(f"components.tasks.{section(pipeline)}")
+
+
+def params_of(params, pipeline: str):
+    """The pipeline's section of the validated params."""
+    return getattr(params, section(pipeline))
