@@ -332,6 +332,7 @@ class DayNightModel(Section):
 class DayNightTrain(Section):
     optimizer: Literal["sgd", "momentum", "rmsprop", "adam"] = "adam"
     lr: float = Field(1e-3, gt=0.0, le=10.0)
+    lr_decay: float = Field(0.1, ge=0.0)  # epoch e trains at lr / (1 + lr_decay (e - 1))
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     weight_decay: float = Field(0.0, ge=0.0)  # L2
     max_epochs: Annotated[int, Field(ge=1, le=1000)] = 40

@@ -47,7 +47,7 @@ def user_dataset(raw_dir: Path, size: int) -> tuple[np.ndarray, pd.DataFrame]:
         raise StageError(f"{raw_dir}: images outside day/ and night/: {', '.join(stray[:5])}; run validate_raw")
     images = np.stack([load_image(path, size) for path, _ in found])
     frame = pd.DataFrame({"image_id": [f"user-{i:06d}" for i in range(len(found))],
-                          "label": [label for _, label in found], "condition": "user",
+                          "label": [label for _, label in found], "condition": "user", "sun_elevation_deg": np.nan,
                           "file": [str(path.relative_to(raw_dir)) for path, _ in found]})
     return images, frame
 

@@ -34,7 +34,8 @@ from components.serving.holder import ModelHolder
 from components.serving.inputs import ServeError
 
 log = logging.getLogger("cs230.serve")
-ROUTERS = {"trigger-word": trigger_word.router, "day-night": day_night.router}  # kind -> its routes (holder.MODEL_KINDS: how to load it)
+# kind -> its routes (holder.MODEL_KINDS: how to load it)
+ROUTERS = {"trigger-word": trigger_word.router, "day-night": day_night.router}
 OPEN_PATHS = {"/healthz"}  # answered without the token
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import PROJECT_ROOT, TINY, write_params
 
@@ -58,7 +59,9 @@ def test_repro_runs_every_stage_then_nothing(repo):
 
 def test_param_change_reruns_only_dependants(repo):
     params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("val: 0.1", "val: 0.15").replace("test: 0.1", "test: 0.05"))
+    changed = yaml.safe_load(params)
+    changed["trigger_word"]["split"].update(val=0.15, test=0.05)
+    (repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     out = dvc("repro", DATA, cwd=repo)
     assert "Running stage 'trigger_word-split'" in out
     assert "Running stage 'trigger_word-generate'" not in out

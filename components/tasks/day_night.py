@@ -143,7 +143,8 @@ def study_prefix(p: DayNightParams) -> str:
 
 
 def trial_identity(p: DayNightParams) -> dict:
-    return {"image_size": p.image_size, "model": p.model.model_dump(exclude=set(MODEL_KEYS))}
+    return {"image_size": p.image_size, "model": p.model.model_dump(exclude=set(MODEL_KEYS)),
+            "train": p.train.model_dump(include={"lr_decay"})}
 
 
 def build(p: DayNightParams, model_overrides: dict | None = None):

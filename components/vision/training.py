@@ -1,0 +1,230 @@
+"""Training loop for the day/night classifier: BCE, mini-batches, early stopping, two backends.
+
+backend "torch" trains any DayNightClassifier with autograd; backend "numpy" trains an MLP with the
+notes' hand-written equations (numpy_net) and copies the best weights back into the torch model, so
+either way the result is saved, evaluated and served as the same torch model. Both backends optimise
+the same objective with the same update rules, see every epoch in the same shuffled order, and differ
+only in dropout masks and float rounding (and momentum's first step, see _torch_optimizer).
+
+Domain code only: `fit` reports each epoch through `on_epoch` and prints nothing.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from components.vision import numpy_net
+from components.vision.model import DayNightClassifier, numpy_params, set_numpy_params
+
+OPTIMIZERS = numpy_net.OPTIMIZERS
+BACKENDS = ("torch", "numpy")
+EVAL_BATCH = 500  # images per inference batch: ~25 MB of float32 at 64x64
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"  # sgd | momentum | rmsprop | adam, with the notes' betas (0.9 / 0.999)
+    lr: float = 1e-3
+    # The notes' learning-rate decay: epoch e (from 1) trains at lr / (1 + lr_decay * (e - 1)); 0 keeps lr.
+    lr_decay: float = 0.0
+    batch_size: int = 64
+    # L2 on the weights (not biases), torch's convention: the gradient gains weight_decay * W, i.e.
+    # the notes' lambd / m per mini-batch of m. Adam gets it as L2 too (torch.optim.Adam, not AdamW).
+    weight_decay: float = 0.0
+    max_epochs: int = 30
+    patience: int = 5  # epochs without val-loss improvement before stopping
+    max_minutes: float = 5.0  # wall-clock cap; an epoch is not started if it would overrun
+    seed: int = 0  # shuffling and dropout masks
+    # Intra-op threads for torch and for NumPy's BLAS, restored afterwards. Keep at 1-2 on a shared box:
+    # OpenMP threads stall badly when another process holds the cores.
+    threads: int = 1
+    backend: str = "torch"  # "numpy" only for kind mlp
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if min(self.batch_size, self.max_epochs, self.patience, self.threads) < 1:
+            raise ValueError(f"batch_size, max_epochs, patience and threads must be >= 1: {self}")
+        if self.lr <= 0 or self.max_minutes <= 0 or self.weight_decay < 0 or self.lr_decay < 0:
+            raise ValueError("lr and max_minutes must be > 0, weight_decay and lr_decay >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy, lr, epoch_s
+    best_epoch: int = 0  # 1-based; the model holds this epoch's weights (0: none beat the initial ones)
+    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit"
+    seconds: float = 0.0
+    best_val_loss: float = math.inf
+
+
+def bce_from_logits(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean binary cross-entropy, the same quantity as nn.BCEWithLogitsLoss, in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0, z) - np.asarray(y, dtype=np.float64) * z))
+
+
+def _torch_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Biases get no L2, as in the notes' cost.
+    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith("bias")],
+               "weight_decay": cfg.weight_decay},
+              {"params": [p for n, p in model.named_parameters() if n.endswith("bias")], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr)
+    if cfg.optimizer == "momentum":
+        # dampening = momentum gives the notes' v = 0.9 v + 0.1 dW, so lr means the same as in numpy_net
+        # (torch's plain form v = 0.9 v + dW takes 10x larger steps). Only step 1 differs: torch starts v at dW.
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=numpy_net.BETA1, dampening=numpy_net.BETA1)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=numpy_net.BETA2, eps=numpy_net.EPSILON)
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=(numpy_net.BETA1, numpy_net.BETA2), eps=numpy_net.EPSILON)
+
+
+class _TorchBackend:
+    def __init__(self, model: DayNightClassifier, cfg: TrainConfig):
+        self.model, self.cfg = model, cfg
+        self.opt = _torch_optimizer(model, cfg)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        torch.manual_seed(cfg.seed)  # dropout masks
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> float:
+        self.model.train()
+        total = 0.0
+        for i in range(0, len(order), self.cfg.batch_size):
+            idx = order[i: i + self.cfg.batch_size]
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+            loss.backward()
+            self.opt.step()
+            total += loss.item() * len(idx)
+        return total / len(order)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict_logits(x, EVAL_BATCH)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def snapshot(self):
+        return copy.deepcopy(self.model.state_dict())
+
+    def finish(self, best) -> None:
+        self.model.load_state_dict(best)
+
+
+class _NumpyBackend:
+    """numpy_net in float32 (float64 is only needed for gradient checking)."""
+
+    def __init__(self, model: DayNightClassifier, cfg: TrainConfig):
+        self.model, self.cfg = model, cfg
+        self.params = {k: v.astype(np.float32) for k, v in numpy_params(model).items()}  # start from its init
+        self.opt = numpy_net.Optimizer(cfg.optimizer, cfg.lr, self.params)
+        self.keep_prob = 1.0 - model.cfg.dropout
+        self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> float:
+        act, total = self.model.cfg.activation, 0.0
+        for i in range(0, len(order), self.cfg.batch_size):
+            idx = order[i: i + self.cfg.batch_size]
+            X, Y = numpy_net.images_to_columns(x[idx]), y[idx].reshape(1, -1)
+            AL, caches = numpy_net.forward(X, self.params, act, self.keep_prob, self.rng)
+            total += numpy_net.cost(caches[-1].Z, Y) * len(idx)  # reported loss: BCE only, as torch's
+            grads = numpy_net.backward(AL, Y, caches, self.params, act,
+                                       lambd=self.cfg.weight_decay * len(idx), keep_prob=self.keep_prob)
+            self.opt.step(self.params, grads)
+        return total / len(order)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        out = [numpy_net.forward(numpy_net.images_to_columns(x[i: i + EVAL_BATCH]), self.params,
+                                 self.model.cfg.activation)[1][-1].Z.ravel()
+               for i in range(0, len(x), EVAL_BATCH)]
+        return np.concatenate(out).astype(np.float64)
+
+    def set_lr(self, lr: float) -> None:
+        self.opt.lr = lr
+
+    def snapshot(self):
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def finish(self, best) -> None:
+        set_numpy_params(self.model, {k: v.astype(np.float32) for k, v in best.items()})
+
+
+def _checked(model: DayNightClassifier, x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x), np.asarray(y)
+    s = model.cfg.image_size
+    if x.ndim != 4 or x.shape[1:] != (s, s, 3) or len(x) == 0:
+        raise ValueError(f"{name} images must be a non-empty [N, {s}, {s}, 3] array, got {x.shape}")
+    if y.shape != (len(x),) or not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{name} labels must be [N] = [{len(x)}] of 0 (day) / 1 (night), got shape {y.shape}")
+    return x, y.astype(np.float32)  # images stay uint8 in memory; batches are converted as they are used
+
+
+def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainConfig = TrainConfig(),
+        on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train `model` in place; it ends in eval mode holding the epoch with the lowest val loss.
+
+    Deterministic for a given seed, initial model and thread count. `on_epoch(epoch, metrics)` is
+    called after each epoch with that epoch's history entry. Losses are mean BCE without the L2 term.
+    """
+    start = time.perf_counter()
+    if cfg.backend == "numpy" and model.cfg.kind != "mlp":
+        raise ValueError(f"backend numpy trains only kind mlp, not {model.cfg.kind!r}")
+    train_x, train_y = _checked(model, train_x, train_y, "train")
+    val_x, val_y = _checked(model, val_x, val_y, "val")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with threadpool_limits(limits=cfg.threads):
+            backend = (_TorchBackend if cfg.backend == "torch" else _NumpyBackend)(model, cfg)
+            shuffle = np.random.default_rng(cfg.seed)
+            result, best, stale = TrainResult(), backend.snapshot(), 0
+            for epoch in range(1, cfg.max_epochs + 1):
+                t0 = time.perf_counter()
+                lr = cfg.lr / (1 + cfg.lr_decay * (epoch - 1))
+                backend.set_lr(lr)
+                train_loss = backend.train_epoch(train_x, train_y, shuffle.permutation(len(train_x)))
+                val_logits = backend.logits(val_x)
+                metrics = {"train_loss": train_loss, "val_loss": bce_from_logits(val_logits, val_y),
+                           "val_accuracy": float(np.mean((val_logits >= 0) == (val_y == 1))),
+                           "lr": lr, "epoch_s": time.perf_counter() - t0}
+                result.history.append(metrics)
+                if metrics["val_loss"] < result.best_val_loss:
+                    result.best_val_loss, result.best_epoch, stale = metrics["val_loss"], epoch, 0
+                    best = backend.snapshot()
+                else:
+                    stale += 1
+                if on_epoch is not None:
+                    on_epoch(epoch, metrics)
+                if stale >= cfg.patience:
+                    result.stop_reason = "early_stopping"
+                    break
+                elapsed = time.perf_counter() - start
+                if epoch < cfg.max_epochs and elapsed + metrics["epoch_s"] > cfg.max_minutes * 60:
+                    result.stop_reason = "time_limit"  # the next epoch would overrun the cap
+                    break
+            backend.finish(best)
+    finally:
+        torch.set_num_threads(previous_threads)
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
