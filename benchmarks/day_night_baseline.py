@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 from components.config import load_params  # noqa: E402
 from components.split import read_split  # noqa: E402
 from components.tasks import day_night as task  # noqa: E402
+from components.tasks.day_night.data import split_arrays  # noqa: E402
 from components.vision.evaluation import classification_metrics  # noqa: E402
 from components.vision.training import fit  # noqa: E402
 
@@ -32,7 +33,7 @@ def main() -> None:
         raise SystemExit("error: data/day_night/split/test.txt: not found; run `cs230 run day-night` first")
     p = load_params(ROOT / "params.yaml").day_night
     baseline = {"kind": "mlp", "depth": 1, "width": 32, "activation": "relu", "init": "he", "dropout": 0.0}
-    arrays = {name: task.split_arrays(data, read_split(splits, name)) for name in ("train", "val", "test")}
+    arrays = {name: split_arrays(data, read_split(splits, name)) for name in ("train", "val", "test")}
     print(f"baseline 12288-32-1 relu MLP; train {len(arrays['train'][0])}, val {len(arrays['val'][0])}, "
           f"test {len(arrays['test'][0])} images")
     for backend in args.backends:

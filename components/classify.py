@@ -63,7 +63,7 @@ def classify_inputs(model: DayNightClassifier, inputs: Iterator[Input]) -> Itera
         try:
             batch.append((item.name, item.error if item.error is not None else load_image(item.path, size)))
         except ImageReadError as exc:
-            batch.append((item.name, str(exc)))
+            batch.append((item.name, exc.reason))
         if len(batch) == BATCH:
             yield from flush()
     yield from flush()

@@ -288,19 +288,22 @@ class SceneParams(Section):
     images: Annotated[int, Field(ge=20, le=1_000_000)] = 10_000
     source: Literal["auto", "synthetic", "user"] = "auto"  # auto: user images if data/raw/day_night has any
     night_share: Prob = 0.5
+    elevation_deg: Range = [-30.0, 70.0]  # sun elevations drawn from: deep night to high summer sun
     twilight_share: Prob = 0.2
     twilight_band_deg: float = Field(8.0, gt=0.0, le=30.0)
     overcast_share: Prob = 0.25
     city_share: Prob = 0.4
     artificial_light_share: Prob = 0.3
     haze_share: Prob = 0.2
+    long_exposure_share: Prob = 0.3  # of night images: night mode brightens them
+    auto_exposure: Prob = 0.6  # share of the scene's brightness the camera's metering cancels
     exposure_ev: Range = [-1.0, 1.0]
     white_balance: Range = [-0.15, 0.15]
     noise_std: Range = [0.0, 0.04]
 
     @model_validator(mode="after")
     def _ranges(self):
-        for name in ("exposure_ev", "white_balance", "noise_std"):
+        for name in ("elevation_deg", "exposure_ev", "white_balance", "noise_std"):
             _ordered(name, getattr(self, name))
         if self.noise_std[0] < 0:
             raise ValueError("noise_std must be >= 0")

@@ -33,11 +33,16 @@ PIPELINE = "day-night"
 
 def scene_config(p: DayNightParams) -> scenes.SceneConfig:
     g = p.generate
-    return scenes.SceneConfig(
-        size=p.image_size, night_share=g.night_share, night_below_deg=p.labels.night_below_deg,
-        twilight_share=g.twilight_share, twilight_band_deg=g.twilight_band_deg, overcast_share=g.overcast_share,
-        city_share=g.city_share, artificial_light_share=g.artificial_light_share, haze_share=g.haze_share,
-        exposure_ev=tuple(g.exposure_ev), white_balance=tuple(g.white_balance), noise_std=tuple(g.noise_std))
+    try:
+        return scenes.SceneConfig(
+            size=p.image_size, night_share=g.night_share, night_below_deg=p.labels.night_below_deg,
+            twilight_share=g.twilight_share, twilight_band_deg=g.twilight_band_deg,
+            elevation_range_deg=tuple(g.elevation_deg), overcast_share=g.overcast_share, city_share=g.city_share,
+            artificial_light_share=g.artificial_light_share, haze_share=g.haze_share,
+            long_exposure_share=g.long_exposure_share, auto_exposure=g.auto_exposure,
+            exposure_ev=tuple(g.exposure_ev), white_balance=tuple(g.white_balance), noise_std=tuple(g.noise_std))
+    except ValueError as exc:  # a combination params validation cannot see (the twilight band vs the range)
+        raise StageError(f"params.yaml: day_night.generate: {exc}") from None
 
 
 def user_dataset(raw_dir: Path, size: int) -> tuple[np.ndarray, pd.DataFrame]:

@@ -26,7 +26,7 @@ def classify_upload(model, upload: Upload) -> dict:
     try:
         image = load_image(upload.path, model.cfg.image_size)
     except ImageReadError as exc:
-        raise ServeError(400, str(exc).replace(str(upload.path), upload.name)) from None  # no temp paths
+        raise ServeError(400, exc.reason.replace(str(upload.path), upload.name)) from None  # no temp paths
     return {"file": upload.name, **classify_images(model, image[None])[0]}
 
 

@@ -1,9 +1,9 @@
 """The pipelines, and what each one plugs into the shared stages.
 
 The stages validate, split, tune, train, evaluate and register are the same code for every
-pipeline (DESIGN §3). What differs is a pipeline's *task*: one module here per pipeline
+pipeline (DESIGN §3). What differs is a pipeline's *task*: one package here per pipeline
 that adapts its domain code (components/audio/, components/vision/) to the stages. A
-task module is imported only when its pipeline runs, and provides:
+task is imported only when its pipeline runs, and provides:
 
   validate   RAW_DIR; raw_tables(p, raw_dir, workers), generated_tables(p, data_dir, workers)
              -> the tables of per-file facts and the checks each must pass
@@ -31,7 +31,7 @@ def section(pipeline: str) -> str:
 
 
 def load(pipeline: str) -> ModuleType:
-    """The pipeline's task module (imported now, with its domain's dependencies)."""
+    """The pipeline's task package (imported now, with its domain's dependencies)."""
     return importlib.import_module(f"components.tasks.{section(pipeline)}")
 
 

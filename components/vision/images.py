@@ -6,12 +6,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from components.errors import InputError, first_line
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS = ("day", "night")
 _BACKGROUND = (128, 128, 128)  # transparent pixels become mid grey: neither day-bright nor night-dark
 
 
-class ImageReadError(Exception):
+class ImageReadError(InputError):
     """A file that is not a readable image; str() is one line naming the file and why."""
 
     def __init__(self, path: Path, reason: str):
@@ -20,8 +22,7 @@ class ImageReadError(Exception):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def find_user_images(root: Path) -> list[tuple[Path, str]]:

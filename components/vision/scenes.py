@@ -19,17 +19,18 @@ CONDITIONS = ("day", "night", "dusk_dawn", "overcast_day", "lit_city_night", "lo
 
 @dataclass(frozen=True)
 class SceneConfig:
-    size: int = 64
+    """Every knob of the renderer; the generate stage maps params.yaml onto it."""
+    size: int = 64                    # images are size x size x 3
     night_share: float = 0.5          # balanced by default
     night_below_deg: float = -6.0     # the label rule: civil twilight ends with the sun 6 degrees down
     twilight_share: float = 0.2       # share of images with the sun within twilight_band_deg of the rule
-    twilight_band_deg: float = 8.0
+    twilight_band_deg: float = 8.0    # dusk/dawn: the sun within this many degrees of the rule
     elevation_range_deg: tuple[float, float] = (-30.0, 70.0)   # deep night .. high summer sun
     overcast_share: float = 0.25
     city_share: float = 0.4
     artificial_light_share: float = 0.3
     haze_share: float = 0.2
-    long_exposure_share: float = 0.3  # of night images: night mode brightens them by up to 1.5-3 EV
+    long_exposure_share: float = 0.3  # of night images: night mode brightens them by up to 1-2.5 EV
     exposure_ev: tuple[float, float] = (-1.0, 1.0)        # auto-exposure error
     white_balance: tuple[float, float] = (-0.15, 0.15)    # EV of red over blue (+ warm, - cool)
     noise_std: tuple[float, float] = (0.0, 0.04)          # sensor noise, share of full scale
@@ -92,7 +93,7 @@ def sample_spec(rng: np.random.Generator, cfg: SceneConfig, night: bool) -> Scen
     haze = rng.uniform(0.2, 0.6) if rng.random() < cfg.haze_share else 0.0
     # Night mode brightens in proportion to the darkness it meets: little at the rule, full a band below.
     darkness = float(np.clip((threshold - elev) / band, 0, 1)) if band > 0 else 1.0
-    long_ev = rng.uniform(1.5, 3.0) * darkness if night and rng.random() < cfg.long_exposure_share else 0.0
+    long_ev = rng.uniform(1.0, 2.5) * darkness if night and rng.random() < cfg.long_exposure_share else 0.0
     label = label_for(elev, cfg)
     condition = ("dusk_dawn" if abs(elev - threshold) <= band else  # the hardest aspect comes first
                  "lit_city_night" if label == "night" and city else
@@ -113,8 +114,8 @@ def sample_spec(rng: np.random.Generator, cfg: SceneConfig, night: bool) -> Scen
 
 def sky_ev(elev: np.ndarray | float) -> np.ndarray | float:
     """Sky radiance in EV: a smooth, strictly increasing S-curve from -14 EV (moonless night) to 0 (day),
-    steepest (~1.2 EV per degree) at civil twilight, as measured skies are."""
-    return -14.0 / (1.0 + np.exp((np.asarray(elev) + 6.0) / 3.0))
+    steepest (1.4 EV per degree) at civil twilight, as measured skies are."""
+    return -14.0 / (1.0 + np.exp((np.asarray(elev) + 6.0) / 2.5))
 
 
 # Sky colour (linear RGB, rescaled to unit luminance) against elevation, interpolated between these
@@ -162,7 +163,7 @@ def _city(spec, rng, y, horizon_y, ambient, sun_direct, zenith, size) -> tuple[n
     index = np.arange(size)
     window = building & ((index % 3) == 1)[:, None] & ((index % 3) == 1)[None, :]
     lit = window & (rng.random((size // 3 + 1, size // 3 + 1)) < spec.lit_windows)[np.ix_(index // 3, index // 3)]
-    # Lit windows are as bright as the sky at about -8 degrees: they show from dusk on.
+    # Lit windows are as bright as the sky at about -5.5 degrees: they stand out from dusk on.
     lit_rgb = 2.0**-6 * _WARM * (0.5 + rng.random((size, size, 1), dtype=np.float32))
     return building, np.where(lit[..., None], lit_rgb, np.where(window[..., None], 0.4 * zenith * ambient, facade))
 
@@ -202,7 +203,7 @@ def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndar
     rad = (height * zenith + (1 - height) * horizon_rgb * glow) * sky_light
     lights = np.zeros((size, size), np.float32)  # stars, moon and sun
     n_stars = int(rng.integers(15, 60))
-    # The brightest stars match the sky near -6 degrees, so, as outdoors, they come out at civil dusk.
+    # The brightest stars match the sky near -7 degrees, so, as outdoors, they come out at civil dusk.
     lights[rng.integers(0, size, n_stars), rng.integers(0, size, n_stars)] = 2.0**-8 * rng.uniform(0.2, 1, n_stars)
     if spec.moon:  # the moon is there by day too, just too faint against the sky to see
         mx, my = rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.35)

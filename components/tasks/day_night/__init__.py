@@ -1,0 +1,13 @@
+"""The day-night pipeline's part of the shared stages (components/tasks/__init__.py): image
+checks and the stratified 80/20 split (data.py), the search space of the notes'
+hyperparameters and training, torch or the from-scratch NumPy network (fitting.py), and
+calibrated evaluation with the ROC-AUC gate (scoring.py), each adapting the vision domain
+code (components/vision/) to a stage. Split three ways so that a stage's DVC deps name
+only the code that decides its outputs."""
+from components.tasks.day_night.data import (ID_COLUMN, RAW_DIR, SPLITS, assign_splits, describe_split,
+                                             generated_tables, raw_tables)
+from components.tasks.day_night.fitting import (MODEL_KEYS, SCORE, TRAIN_KEYS, TRIAL_CODE, build, fit, fit_trial,
+                                                save_model, search_space, study_prefix, train_config, train_summary,
+                                                trial_identity)
+from components.tasks.day_night.scoring import (EVALUATED_FILE, decide, evaluate, gate_figures, load_evaluated,
+                                                log_model, registered_name, version_tags)

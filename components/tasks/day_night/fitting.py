@@ -1,0 +1,106 @@
+"""Day-night, model side: the notes' hyperparameters as a search space, trials and the
+final training (torch, or the from-scratch NumPy network for the MLP)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from components.config import DayNightParams
+from components.tasks.day_night.data import split_arrays
+
+# ------------------------------------------------------------------------- tune and train
+
+SCORE = "val_accuracy"
+MODEL_KEYS = ("kind", "depth", "width", "activation", "init", "dropout")
+TRAIN_KEYS = ("optimizer", "lr", "batch_size", "weight_decay")
+
+
+def _trial_code() -> tuple[Path, ...]:
+    from components.tasks.day_night import data
+    from components.vision import model, numpy_net, training
+    return (*(Path(m.__file__) for m in (model, numpy_net, training, data)), Path(__file__))
+
+
+TRIAL_CODE = _trial_code()
+
+
+def search_space(space) -> dict:
+    """Ray Tune domains: choices for the lists, log-uniform lr and L2, uniform dropout."""
+    from ray import tune
+
+    return {"kind": tune.choice(space.kind), "depth": tune.choice(space.depth), "width": tune.choice(space.width),
+            "activation": tune.choice(space.activation), "init": tune.choice(space.init),
+            "dropout": tune.uniform(*space.dropout), "optimizer": tune.choice(space.optimizer),
+            "lr": tune.loguniform(*space.lr), "batch_size": tune.choice(space.batch_size),
+            "weight_decay": tune.loguniform(*space.weight_decay)}
+
+
+def study_prefix(p: DayNightParams) -> str:
+    return "day-night"
+
+
+def trial_identity(p: DayNightParams) -> dict:
+    return {"image_size": p.image_size, "model": p.model.model_dump(exclude=set(MODEL_KEYS)),
+            "train": p.train.model_dump(include={"lr_decay"})}
+
+
+def build(p: DayNightParams, model_overrides: dict | None = None):
+    """The classifier of params.yaml's `model` section, with the tuned keys laid over it."""
+    from components.vision.model import ClassifierConfig, build_classifier
+
+    m = {**p.model.model_dump(), **(model_overrides or {})}
+    cfg = ClassifierConfig(kind=m["kind"], hidden=(m["width"],) * m["depth"], activation=m["activation"],
+                           init=m["init"], dropout=m["dropout"], cnn_channels=tuple(m["cnn_channels"]),
+                           image_size=p.image_size)
+    return build_classifier(cfg, seed=p.seed)
+
+
+def train_config(p: DayNightParams, kind: str, overrides: dict | None = None):
+    """The numpy backend trains MLPs; a tuned CNN trains with torch whatever model.backend says."""
+    from components.vision.training import TrainConfig
+
+    t = {**p.train.model_dump(), **(overrides or {})}
+    threads = t.pop("threads") or len(os.sched_getaffinity(0))
+    return TrainConfig(**t, seed=p.seed, threads=threads, backend=p.model.backend if kind == "mlp" else "torch")
+
+
+def fit_trial(p: DayNightParams, chosen: dict, data_dir: str, train_ids: list[str], val_ids: list[str],
+              on_epoch) -> None:
+    from components.vision.training import fit as fit_model
+
+    budget = p.tune
+    model = build(p, chosen["model"])
+    cfg = train_config(p, model.cfg.kind, {**chosen["train"], "max_epochs": budget.max_epochs,
+                                           "patience": budget.max_epochs, "max_minutes": budget.trial_minutes,
+                                           "threads": 1})
+    fit_model(model, *split_arrays(data_dir, train_ids), *split_arrays(data_dir, val_ids), cfg, on_epoch=on_epoch)
+
+
+def fit(p: DayNightParams, data_dir: Path, split_dir: Path, tuned: dict, on_epoch):
+    from components.split import read_split
+    from components.vision.training import fit as fit_model
+
+    model = build(p, tuned.get("model"))
+    cfg = train_config(p, model.cfg.kind, tuned.get("train"))
+    train_x, train_y = split_arrays(data_dir, read_split(split_dir, "train"))
+    val_x, val_y = split_arrays(data_dir, read_split(split_dir, "val"))
+    c = model.cfg
+    shape = f"mlp {'-'.join(map(str, (train_x[0].size, *c.hidden, 1)))}" if c.kind == "mlp" else \
+        f"cnn {'/'.join(map(str, c.cnn_channels))}"
+    print(f"training a {shape} ({c.activation}, {c.init} init; {cfg.optimizer}, lr {cfg.lr:.2g}, {cfg.backend}) "
+          f"on {len(train_x)} images, validating on {len(val_x)}; {cfg.threads} threads, cap {cfg.max_minutes} min",
+          flush=True)
+    result = fit_model(model, train_x, train_y, val_x, val_y, cfg, on_epoch=on_epoch)
+    result.best_epoch = max(result.best_epoch, 1)  # 0: no epoch beat the initial weights; report the first
+    return model, result
+
+
+def save_model(model, path: Path) -> None:
+    from components.vision.model import save_classifier
+    save_classifier(model, path)
+
+
+def train_summary(model, best: dict) -> dict:
+    parameters = sum(t.numel() for t in model.parameters())
+    return {"val_loss": round(best["val_loss"], 5), "val_accuracy": round(best["val_accuracy"], 4),
+            "parameters": parameters, "size_kb": round(parameters * 4 / 1024, 1)}
