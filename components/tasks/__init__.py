@@ -26,6 +26,18 @@ from types import ModuleType
 PIPELINES = {"trigger-word": "trigger_word", "day-night": "day_night"}  # CLI name -> params section, stage prefix
 
 
+def lazy_hooks(package: str, hooks: dict[str, tuple[str, ...]]):
+    """A task package's module `__getattr__`: each hook is imported from its module on first
+    use, so the validate stage does not pay for torch, which only fitting needs."""
+    owner = {name: module for module, names in hooks.items() for name in names}
+
+    def __getattr__(name: str):
+        if name not in owner:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{owner[name]}"), name)
+    return __getattr__
+
+
 def section(pipeline: str) -> str:
     return PIPELINES[pipeline]
 
