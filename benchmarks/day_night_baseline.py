@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from components.config import load_params  # noqa: E402
 from components.split import read_split  # noqa: E402
-from components.tasks import day_night as task  # noqa: E402
+from components.tasks.day_night import fitting as task  # noqa: E402
 from components.tasks.day_night.data import split_arrays  # noqa: E402
 from components.vision.evaluation import classification_metrics  # noqa: E402
 from components.vision.training import fit  # noqa: E402

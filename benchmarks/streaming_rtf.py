@@ -16,7 +16,7 @@ import torch
 from components.audio.detection import DetectionConfig, StreamingDetector
 from components.audio.model import load_model
 from components.config import load_params
-from components.tasks.trigger_word import build_model
+from components.tasks.trigger_word.fitting import build_model
 
 DETECTOR = Path("models/trigger_word/detector.pt")
 

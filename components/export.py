@@ -44,7 +44,7 @@ from components.ondevice.onnx_export import export_step
 from components.ondevice.runner import StepRunner
 from components.stage_cli import StageError, stage_main
 from components.split import read_split
-from components.tasks.trigger_word import train_config
+from components.tasks.trigger_word.fitting import train_config
 
 PIPELINE, EXPERIMENT = "trigger-word", "trigger-word"
 VARIANTS = ("fp32", "int8", "pruned", "distilled")

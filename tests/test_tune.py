@@ -80,7 +80,7 @@ def test_best_config_is_a_point_of_the_search_space(searched):
 
 
 def test_train_stage_reads_the_best_config(searched):
-    from components.tasks.trigger_word import build_model, train_config
+    from components.tasks.trigger_word.fitting import build_model, train_config
 
     best = searched["runs"][0]["best"]
     p = load_params(write_params(searched["work"] / "plain.yaml", {})).trigger_word

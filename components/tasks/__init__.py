@@ -9,7 +9,7 @@ task is imported only when its pipeline runs, and provides:
              -> the tables of per-file facts and the checks each must pass
   split      ID_COLUMN, SPLITS; assign_splits(manifest, p) -> split name per row;
              describe_split(rows) -> that split's figures
-  tune       TRIAL_CODE, MODEL_KEYS, TRAIN_KEYS, SCORE; search_space(space), params_config(p),
+  tune       TRIAL_CODE, MODEL_KEYS, TRAIN_KEYS, SCORE; search_space(space), study_prefix(p),
              trial_identity(p), fit_trial(p, config, data_dir, train_ids, val_ids, on_epoch)
   train      fit(p, data_dir, split_dir, tuned, on_epoch) -> (model, TrainResult), save_model(model, path),
              train_summary(model, best_epoch_metrics) -> figures for metrics.json
@@ -26,10 +26,20 @@ from types import ModuleType
 PIPELINES = {"trigger-word": "trigger_word", "day-night": "day_night"}  # CLI name -> params section, stage prefix
 
 
-def lazy_hooks(package: str, hooks: dict[str, tuple[str, ...]]):
-    """A task package's module `__getattr__`: each hook is imported from its module on first
-    use, so the validate stage does not pay for torch, which only fitting needs."""
-    owner = {name: module for module, names in hooks.items() for name in names}
+# Where each hook lives in a task package (the stages' whole interface, as listed above).
+HOOKS = {
+    "data": ("RAW_DIR", "raw_tables", "generated_tables", "ID_COLUMN", "SPLITS", "assign_splits", "describe_split"),
+    "fitting": ("MODEL_KEYS", "TRAIN_KEYS", "SCORE", "TRIAL_CODE", "search_space", "study_prefix", "trial_identity",
+                "fit_trial", "fit", "save_model", "train_summary"),
+    "scoring": ("EVALUATED_FILE", "evaluate", "registered_name", "load_evaluated", "gate_figures", "decide",
+                "log_model", "version_tags"),
+}
+
+
+def lazy_hooks(package: str):
+    """A task package's module `__getattr__`: each hook is imported from its module (HOOKS)
+    on first use, so the validate stage does not pay for torch, which only fitting needs."""
+    owner = {name: module for module, names in HOOKS.items() for name in names}
 
     def __getattr__(name: str):
         if name not in owner:
