@@ -61,12 +61,14 @@ def trial(config: dict, ctx: TrialContext) -> None:
     client, run_id = None, ""
     if ctx.mlflow:
         import mlflow
+        import ray
         from mlflow.entities import Metric, Param
 
         client = mlflow.MlflowClient(ctx.mlflow.tracking_uri)
         name = tune.get_context().get_trial_name()
         run_id = client.create_run(ctx.mlflow.experiment_id, run_name=name, tags={
-            "mlflow.parentRunId": ctx.mlflow.parent_run_id, "mlflow.runName": name}).info.run_id
+            "mlflow.parentRunId": ctx.mlflow.parent_run_id, "mlflow.runName": name,
+            "ray.node_id": ray.get_runtime_context().get_node_id()}).info.run_id  # which node ran it
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
             **config, "train_items": len(ctx.train_ids), "val_items": len(ctx.val_ids),
             "max_epochs": ctx.params.tune.max_epochs}.items()])
@@ -109,7 +111,9 @@ def search(ctx: TrialContext, space: dict, ledger: hpo.Ledger, new_trials: int, 
                                     trial_name_creator=lambda t: f"trial-{log.number(t)}",
                                     trial_dirname_creator=lambda t: f"trial-{log.number(t)}"),
         run_config=tune.RunConfig(name=f"search-{log.offset}", storage_path=str(storage.resolve()),
-                                  verbose=0, callbacks=[log]))
+                                  verbose=0, callbacks=[log],
+                                  # a trial lost with its node (or its process) runs again once, elsewhere
+                                  failure_config=tune.FailureConfig(max_failures=1)))
     tuner.fit()
 
 
@@ -122,10 +126,13 @@ def _start_ray(ray_address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    if ray_address:  # the cluster's workers need this package's code; their own env has the deps
-        import components
+    if ray_address:  # the cluster's workers need this package's code (their own env has the deps)
+        import components  # and the tracking server's credentials, for the trials' child runs
+
         ray.init(address=ray_address, logging_level=logging.WARNING,
-                 runtime_env={"py_modules": [str(Path(components.__file__).parent)]})
+                 runtime_env={"py_modules": [str(Path(components.__file__).parent)], "env_vars": {
+                     k: os.environ[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                                                "MLFLOW_TRACKING_TOKEN") if k in os.environ}})
     else:
         # Ray renices its workers to 15; on a busy machine that starves the trials (measured:
         # a quarter to half a core each). The search is the foreground job, like training.

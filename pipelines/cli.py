@@ -7,6 +7,7 @@
     cs230 export [--model URI] [--out DIR]                     ONNX build for devices + size/latency/accuracy table
     cs230 detect PATH...  /  cs230 classify IMG...             the champion models on files (JSON lines)
     cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
+    eval "$(cs230 team up)"  /  cs230 team down                the team services on this machine (pipelines/team.py)
 
 Errors a user can cause print one line and exit non-zero; they never print a traceback.
 """
@@ -337,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, metavar="DIR", help="where the .onnx files and export_report.json go "
                         "(default: models/trigger_word/export)")
     export.set_defaults(handler=cmd_export, invocation_dir=Path.cwd())
+    from pipelines.team import add_parser as add_team_parser
+
+    add_team_parser(sub)
     return parser
 
 

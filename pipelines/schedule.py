@@ -3,6 +3,9 @@
 Schedules need a Prefect server (the ephemeral API lives only as long as one process).
 If PREFECT_API_URL is not set, a server is started on loopback for as long as the
 schedule is served, and we say so. The flow then runs in this process at each tick.
+With a server and a work pool configured (PREFECT_API_URL, PREFECT_DEFAULT_WORK_POOL_NAME,
+as `cs230 team up` prints), the deployment goes to that pool instead, with this project
+folder as its source, and the command returns: the pool's workers run it.
 """
 from __future__ import annotations
 
@@ -61,6 +64,19 @@ def prefect_server() -> Iterator[str]:
 
 def serve_on_schedule(pipeline: str, cron: str | None, interval_s: float | None, limit_runs: int | None) -> None:
     """Register the deployment `<pipeline>-scheduled` and run its flow at each tick."""
+    from prefect.settings import get_current_settings
+
+    pool = get_current_settings().deployments.default_work_pool_name
+    if pool and os.environ.get("PREFECT_API_URL"):
+        from pipelines.flow import FLOWS
+
+        entrypoint = f"pipelines/flow.py:{FLOWS[pipeline].fn.__name__}"
+        deployment_id = FLOWS[pipeline].from_source(source=str(Path.cwd()), entrypoint=entrypoint).deploy(
+            name=f"{pipeline}-scheduled", work_pool_name=pool, cron=cron, interval=interval_s,
+            concurrency_limit=limit_runs, print_next_steps=False)
+        print(f"deployment {pipeline}/{pipeline}-scheduled ({deployment_id}) on work pool {pool}, schedule "
+              f"{cron or f'every {interval_s:g} s'}: its workers run it", flush=True)
+        return
     with prefect_server():
         from pipelines.flow import FLOWS
 

@@ -1,0 +1,210 @@
+"""The team setup end to end (issue 14): `cs230 team up` starts PostgreSQL, an S3 store,
+an authenticated MLflow server on both, a two-node Ray cluster and a Prefect server with a
+worker, and the unchanged pipeline runs against them through the environment it prints.
+One set of services serves every case (module fixture); the fault case comes last, as it
+takes the second Ray node down."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ROOT, write_params
+from test_flow import FLOW_TINY
+
+pytestmark = pytest.mark.timeout(600)
+
+BIN = Path(sys.executable).parent
+MODEL = "trigger-word-activate"
+
+
+def sh(root, env, *cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], cwd=root, env={**os.environ, **env}, capture_output=True, text=True,
+                          **kw)
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    """A git+DVC project with tiny params, its team services up; yields (root, env, Team)."""
+    from pipelines.team import Team
+
+    root = tmp_path_factory.mktemp("team") / "repo"
+    root.mkdir()
+    for package in ("components", "pipelines"):  # the Prefect worker runs the flow from this folder
+        shutil.copytree(PROJECT_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "data.dvc", ".gitignore"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    write_params(root / "params.yaml", FLOW_TINY)
+    (root / "data" / "raw").mkdir(parents=True)
+    base = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(root)}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True, env={**os.environ, **base})
+    started = time.perf_counter()
+    up = sh(root, base, BIN / "cs230", "team", "up", timeout=400)
+    assert up.returncode == 0, up.stderr[-3000:]
+    print(f"cs230 team up: {time.perf_counter() - started:.1f} s")
+    env = {**base, **dict(re.findall(r"^export (\w+)=(\S+)$", up.stdout, re.M))}
+    assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_PASSWORD", "RAY_ADDRESS", "PREFECT_API_URL",
+            "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"} <= set(env)
+    try:
+        yield root, env, Team(root / ".team")
+    finally:
+        down = sh(root, base, BIN / "cs230", "team", "down", timeout=120)
+        assert down.returncode == 0, down.stderr
+        state = json.loads((root / ".team" / "state.json").read_text())
+        assert state["pids"] == {}
+
+
+def postgres(team_):
+    import psycopg
+
+    return psycopg.connect(team_.postgres_uri("mlflow"), password=team_.state["secrets"]["postgres"])
+
+
+def s3_keys(env, prefix: str) -> list[str]:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="cs230-team", Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def client(env):
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            mp.setenv(key, env[key])
+        return mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+
+
+def test_pipeline_runs_on_the_cluster_and_stores_in_postgres_and_s3(team, monkeypatch):
+    root, env, team_ = team
+    done = sh(root, env, BIN / "cs230", "run", "trigger-word", timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_id = re.search(r"MLflow run (\w+) at http://127\.0\.0\.1", done.stdout).group(1)
+
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(key, env[key])
+    import mlflow
+
+    mlflow_client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    run = mlflow_client.get_run(run_id)
+    trials = mlflow_client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert len(trials) == 2
+    assert len({t.data.tags["ray.node_id"] for t in trials}) == 2  # one trial on each node
+
+    with postgres(team_) as conn:  # the tracking server's store is PostgreSQL
+        rows = dict(conn.execute("SELECT key, value FROM metrics WHERE run_uuid = %s", (run_id,)).fetchall())
+        assert "frr_test" in rows
+        assert conn.execute("SELECT count(*) FROM runs WHERE run_uuid = %s OR run_uuid IN (SELECT run_uuid FROM tags "
+                            "WHERE key = 'mlflow.parentRunId' AND value = %s)", (run_id, run_id)).fetchone()[0] == 3
+        assert conn.execute("SELECT version FROM registered_model_aliases WHERE name = %s AND alias = 'champion'",
+                            (MODEL,)).fetchone() == (1,)
+    keys = s3_keys(env, "mlflow/")  # its artifacts are objects in the bucket
+    assert any(k.endswith("/MLmodel") for k in keys) and any(k.endswith("tune/trials.csv") for k in keys)
+    assert len(s3_keys(env, "dvc/")) > 100  # and so is the DVC remote: clips, models, reports
+
+    # anonymous clients can read nothing and move no alias
+    request = urllib.request.Request(f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/registered-models/alias",
+                                     data=json.dumps({"name": MODEL, "alias": "champion", "version": "1"}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+
+
+def test_teammate_clone_pulls_the_data_and_sees_the_champion(team, tmp_path):
+    root, env, team_ = team
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "run"], cwd=root, check=True)
+    clone = tmp_path / "teammate"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    mate = {**env, "PYTHONPATH": str(clone)}
+    for cmd in team_.dvc_remote_commands():
+        assert sh(clone, mate, *cmd).returncode == 0
+    pulled = sh(clone, mate, BIN / "dvc", "pull")
+    assert pulled.returncode == 0, pulled.stderr
+    status = sh(clone, mate, BIN / "dvc", "status", "--json")  # every output matches dvc.lock's hashes
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout
+    clip = "data/trigger_word/generated/clips/main-00000.wav"
+    assert (clone / clip).read_bytes() == (root / clip).read_bytes()
+    ours, theirs = sh(root, env, BIN / "cs230", "detect", clip), sh(clone, mate, BIN / "cs230", "detect", clip)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr + theirs.stderr
+    assert json.loads(ours.stdout) == json.loads(theirs.stdout)  # the same champion, from the same registry
+
+
+def test_schedule_deploys_to_the_work_pool_and_the_worker_runs_it(team):
+    root, env, _ = team
+    scheduled = sh(root, env, BIN / "cs230", "schedule", "trigger-word", "--cron", "0 3 * * 0", timeout=120)
+    assert scheduled.returncode == 0, scheduled.stderr[-2000:]
+    assert "on work pool cs230-team" in scheduled.stdout
+    triggered = sh(root, env, BIN / "prefect", "deployment", "run", "trigger-word/trigger-word-scheduled", timeout=120)
+    assert triggered.returncode == 0, triggered.stderr
+    flow_run = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout).group(1)
+    deadline, state = time.time() + 300, None
+    while time.time() < deadline and state not in ("COMPLETED", "FAILED", "CRASHED"):
+        time.sleep(2)
+        state = json.loads(urllib.request.urlopen(f"{env['PREFECT_API_URL']}/flow_runs/{flow_run}",
+                                                  timeout=10).read())["state_type"]
+    assert state == "COMPLETED"
+
+
+def test_wrong_credentials_give_one_line(team):
+    root, env, _ = team
+    failed = sh(root, {**env, "MLFLOW_TRACKING_PASSWORD": "wrong"}, BIN / "cs230", "run", "trigger-word", "--no-push",
+                timeout=120)
+    assert failed.returncode != 0
+    errors = [ln for ln in failed.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "401" in errors[0] or "credentials" in errors[0], failed.stderr[-2000:]
+    assert "Traceback" not in failed.stderr
+
+
+def test_search_survives_a_lost_node_and_the_run_a_tracking_restart(team):
+    """Kill the second Ray node while both trials run, and restart the MLflow server while
+    the train stage logs: the run completes, every trial finished, one new version."""
+    root, env, team_ = team
+    mlflow_client = client(env)
+    experiment = mlflow_client.get_experiment_by_name("trigger-word").experiment_id
+    proc = subprocess.Popen([str(BIN / "cs230"), "run", "trigger-word", "--no-push", "--set",
+                             "trigger_word.tune.max_epochs=2"], cwd=root, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, killed = [], threading.Event()
+
+    def kill_worker_node_mid_search():
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            running = mlflow_client.search_runs([experiment], "attributes.status = 'RUNNING'")
+            running = [r for r in running if "ray.node_id" in r.data.tags]
+            if len({r.data.tags["ray.node_id"] for r in running}) == 2:
+                os.killpg(team_.state["pids"]["ray-worker"][0], signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=kill_worker_node_mid_search, daemon=True)
+    watcher.start()
+    for line in proc.stdout:
+        lines.append(line)
+        if "Running stage 'trigger_word-train'" in line:
+            team_.stop(["mlflow"])
+            team_.start_mlflow()
+            team_.wait_mlflow()
+    assert proc.wait(timeout=300) == 0, "".join(lines[-40:])
+    assert killed.is_set()
+    summary = json.loads((root / "reports/trigger_word/tune/summary.json").read_text())
+    assert summary["trials"] == 2  # the trial lost with the node ran again on the head
+    versions = mlflow_client.search_model_versions(f"name = '{MODEL}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]  # this run's model, once
+    assert len({v.run_id for v in versions}) == 2
