@@ -61,7 +61,18 @@ def ensure_raw_inputs() -> None:
     RAW_DIR.mkdir(parents=True, exist_ok=True)
 
 
+def tracking_error(exc) -> str:
+    """One line for an MLflow error: a refused login says which variables to check."""
+    where = f"MLflow at {os.environ['MLFLOW_TRACKING_URI']}"
+    if exc.get_http_status_code() in (401, 403):
+        return (f"{where} refused the credentials (HTTP {exc.get_http_status_code()}): check "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    return f"{where}: {str(exc).splitlines()[0]}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from components.config import ParamsError
     from pipelines.overrides import params_overridden
 
@@ -76,6 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             except StageFailed as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 print("completed stages stay cached; fix the cause and run again to resume", file=sys.stderr)
+                return 1
+            except MlflowException as exc:  # the tracking server refused the run itself
+                print(f"error: {tracking_error(exc)}", file=sys.stderr)
                 return 1
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)

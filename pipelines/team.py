@@ -34,7 +34,9 @@ import sys
 import time
 import urllib.request
 from base64 import b64encode
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from pipelines.schedule import _free_port
 
@@ -220,7 +222,8 @@ class Team:
         ini.parent.mkdir(exist_ok=True)
         ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {self.postgres_uri('mlflow_auth')}\n"
                        f"admin_username = {ADMIN}\n"
-                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                       "auth_cache_ttl_seconds = 60\n")  # else every request re-hashes the password (PBKDF2)
         env = {**self.base_env(), "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": s["mlflow_admin"],
                "MLFLOW_FLASK_SERVER_SECRET_KEY": s["mlflow_flask"],  # the auth app's CSRF key
                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI scoring jobs: unused, and they hold up startup
@@ -298,6 +301,25 @@ def _let_user_reach(data: Path, user: str, *files: Path) -> None:
 
 
 SERVICES = ("prefect-worker", "prefect", "ray-worker", "ray-head", "mlflow", "s3", "postgres")  # stop order
+
+
+@contextmanager
+def ray_cluster(folder: Path, head_cpus: int, worker_cpus: int = 0) -> Iterator[dict[str, str]]:
+    """The Ray part of the stack alone (benchmarks/tune_scaling.py): a head node, and a
+    second node when `worker_cpus` > 0; yields the driver's environment."""
+    team = Team(folder)
+    (team.dir / "logs").mkdir(parents=True, exist_ok=True)
+    team.state.update(ports={"ray": _free_port(0)}, ray_temp=f"/tmp/cs230-ray-{secrets.token_hex(4)}")
+    nodes = ["ray-head"] + (["ray-worker"] if worker_cpus else [])
+    try:
+        for node, cpus in zip(nodes, (head_cpus, worker_cpus)):
+            team.start_ray(node, cpus)
+            team.wait_ray(node)
+        yield {"RAY_ADDRESS": f"127.0.0.1:{team.state['ports']['ray']}", "RAY_AUTH_MODE": "token",
+               "RAY_AUTH_TOKEN_PATH": str(team.dir / "ray" / "auth_token")}
+    finally:
+        team.stop(nodes)
+        shutil.rmtree(team.state["ray_temp"], ignore_errors=True)
 
 
 def up(folder: Path, head_cpus: int, worker_cpus: int) -> Team:
