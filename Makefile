@@ -1,6 +1,7 @@
 # make run    the trigger-word pipeline, end to end, on the embedded defaults
 # make test   the test suite
 # make bench  benchmarks (print figures)
+# eval "$(make -s team-up)" / make team-down   the team services on this machine (pipelines/team.py)
 # Each bootstraps .venv on first use: no manual step.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: run test bench venv clean-venv
+.PHONY: run test bench venv clean-venv postgres team-up team-down
 
 $(STAMP): pyproject.toml
 	@echo "bootstrapping $(VENV) (first run only, about a minute)"
@@ -28,8 +29,20 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/cs230 run trigger-word
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest
+
+# Debian's PostgreSQL server, for `cs230 team up` and tests/test_team.py (a clean CI machine
+# gets it here; pipelines/team.py finds it on PATH or under /usr/lib/postgresql)
+postgres:
+	@command -v postgres >/dev/null || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+team-up: $(STAMP) postgres
+	@$(BIN)/cs230 team up
+
+team-down: $(STAMP)
+	@$(BIN)/cs230 team down
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
