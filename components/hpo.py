@@ -153,6 +153,13 @@ class TrialLog(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, failed=True)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """The trial's process or node was lost and Ray runs it again (tune.FailureConfig)."""
+        error = trial.get_error()  # usually not recorded yet at this point
+        reason = next((ln for ln in str(error).splitlines() if ln.strip()), "") if error else "its process or node died"
+        print(f"trial {self.number(trial):3d}  lost ({reason[:160]}); running it again", flush=True)
+        self._close_run(trial.last_result or {}, "lost", failed=True)
+
     def _finish(self, trial, failed: bool) -> None:
         r = trial.last_result or {}
         epochs = r.get("training_iteration", 0)
@@ -164,9 +171,12 @@ class TrialLog(tune.Callback):
                              dict(trial.config))
         self.ledger.add(record)
         print(record.line(), flush=True)
-        if self.mlflow_uri and r.get("mlflow_run_id"):
+        self._close_run(r, status, failed)
+
+    def _close_run(self, result: dict, status: str, failed: bool) -> None:
+        if self.mlflow_uri and result.get("mlflow_run_id"):
             import mlflow
 
             client = mlflow.MlflowClient(self.mlflow_uri)
-            client.set_tag(r["mlflow_run_id"], "tune.status", status)
-            client.set_terminated(r["mlflow_run_id"], "FAILED" if failed else "FINISHED")
+            client.set_tag(result["mlflow_run_id"], "tune.status", status)
+            client.set_terminated(result["mlflow_run_id"], "FAILED" if failed else "FINISHED")

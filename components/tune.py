@@ -5,8 +5,9 @@ Optuna's seeded TPE sampler proposes configurations from the task's search space
 each on a fixed subset of the train/val splits for at most `tune.max_epochs` epochs, and
 ASHA stops the unpromising ones early. Trials are ranked by the val_loss the task's
 `fit_trial` reports (for the trigger word the unweighted BCE, as its pos_weight is
-searched). Ray is local (one CPU per core) unless RAY_ADDRESS names a cluster. Under a
-pipeline run each trial is an MLflow child run. The study is kept in .cache/tune/<study>/
+searched). Ray is local (one CPU per core) unless RAY_ADDRESS names a cluster; a trial lost
+with its node or process runs once more. Under a pipeline run each trial is an MLflow child
+run, tagged with the Ray node that ran it. The study is kept in .cache/tune/<study>/
 (see hpo.Ledger): DVC deletes a stage's outputs before re-running it, so resumable state
 lives outside them. Outputs: data/<pipeline>/tune/best_config.json (read by the train
 stage), reports/<pipeline>/tune/{trials.csv, summary.json}.
