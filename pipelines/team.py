@@ -147,14 +147,17 @@ class Team:
                                 f"log: {self.dir / 'logs' / (name + '.log')}")
             time.sleep(0.3)
 
-    def stop(self, names: list[str], timeout_s: float = 15) -> None:
+    def stop(self, names: list[str], timeout_s: float = 8) -> None:
         """Stop the process groups these services started (those still alive), together:
-        SIGTERM, then SIGKILL what is left after `timeout_s` (Ray's nodes drain up to 30 s)."""
+        SIGTERM, then SIGKILL what is left after `timeout_s`. A Ray node gets its SIGTERM alone:
+        `ray start --block` then drains the node and stops its own processes (its GCS, which it
+        drains through, must outlive that)."""
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5)):
             running = [n for n in names if self.alive(n)]
             for name in running:
+                pid = self.state["pids"][name][0]
                 try:
-                    os.killpg(self.state["pids"][name][0], sig)
+                    os.kill(pid, sig) if sig == signal.SIGTERM and name.startswith("ray-") else os.killpg(pid, sig)
                 except ProcessLookupError:
                     pass
             deadline = time.time() + wait_s
