@@ -9,7 +9,7 @@ Wall time includes connecting to (or starting) Ray, as a user sees it. Ray's own
 scheduling overhead per trial is the wall time of no-op trials (report once, return) on
 the two-node cluster, divided by their number. On one 2-core machine both nodes share the
 same cores, so the cluster's speedup is bounded by 2.0x like local concurrency's.
-    python benchmarks/tune_scaling.py [--trials 4] [--epochs 2] [--train-clips 64]
+    python benchmarks/tune_scaling.py [--trials 4] [--epochs 3] [--train-clips 240]
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from components import paths  # noqa: E402
 from components.config import apply_overrides, read_raw, validate_params  # noqa: E402
 
 DATASET = ["trigger_word.speech.trigger_renders=60", "trigger_word.speech.random_negative_words=20",
-           "trigger_word.clips.main=160", "trigger_word.clips.unseen_voice=20",
+           "trigger_word.clips.main=360", "trigger_word.clips.unseen_voice=20",
            "trigger_word.negative_stream.minutes=5.0", "trigger_word.negative_stream.groups=2",
            "trigger_word.generate.groups=10"]
 
@@ -95,8 +95,8 @@ def run_measure(args, concurrency: int, env: dict[str, str], noop: bool = False)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-clips", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-clips", type=int, default=240)
     parser.add_argument("--concurrency", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)
