@@ -5,10 +5,10 @@ cluster. These are the same engines a team deploys (infra/ has the container and
 Kubernetes versions), started here on 127.0.0.1 with their state under one folder
 (`.team/`), so that the code path a team uses runs and is tested before a team uses it:
 
-    PostgreSQL        Debian's server binaries (`make postgres` installs them); MLflow's stores
-    S3 (moto server)  the bucket `cs230-team`: MLflow artifacts under mlflow/, the DVC remote under dvc/
-    MLflow server     backend postgresql://, --artifacts-destination s3://, basic-auth app (admin
-                      password generated into .team/)
+    PostgreSQL        Debian's server binaries (`make postgres` installs them); MLflow's store
+    S3 (moto server)  the buckets `mlflow` (MLflow's artifacts) and `dvc` (the DVC remote)
+    MLflow server     backend postgresql+psycopg://, --artifacts-destination s3://mlflow, basic-auth
+                      app (its users in sqlite, as in infra/; admin password generated into .team/)
     Ray               `ray start --head` and a second node joined with `ray start --address`,
                       token authentication (RAY_AUTH_MODE=token, the token in .team/)
     Prefect           a server, the process work pool `cs230-team` and a worker on it
@@ -40,10 +40,12 @@ from typing import Iterator
 
 from pipelines.schedule import _free_port
 
-BUCKET = "cs230-team"
+BUCKETS = ("mlflow", "dvc")  # as infra/docker-compose.yml creates them
+# each service's usual port, as infra/ publishes it, when free (another user's stack may hold it)
+PORTS = {"postgres": 5432, "s3": 9000, "mlflow": 5000, "ray": 6379, "prefect": 4200}
 WORK_POOL = "cs230-team"
 ADMIN = "admin"
-DB_USER = "cs230"
+DB_USER = "mlflow"
 STARTUP_S = 180  # per service, on a busy 2-core machine
 # what a caller's environment may point elsewhere: services get the team's values or none
 CLIENT_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
@@ -113,11 +115,12 @@ class Team:
 
     def dvc_remote_commands(self) -> list[list[str]]:
         """DVC's remote config for a clone (--local: .dvc/config.local, not committed)."""
-        return [["dvc", "remote", "add", "--local", "--force", "--default", "team", f"s3://{BUCKET}/dvc"],
+        return [["dvc", "remote", "add", "--local", "--force", "--default", "team", "s3://dvc"],
                 ["dvc", "remote", "modify", "--local", "team", "endpointurl", f"http://127.0.0.1:{self.state['ports']['s3']}"]]
 
-    def postgres_uri(self, database: str) -> str:
-        return f"postgresql://{DB_USER}@127.0.0.1:{self.state['ports']['postgres']}/{database}"
+    def postgres_uri(self, database: str, driver: str = "") -> str:
+        """No password: clients take it from PGPASSWORD (libpq), so it is in no URI or `ps`."""
+        return f"postgresql{driver}://{DB_USER}@127.0.0.1:{self.state['ports']['postgres']}/{database}"
 
     def exports(self) -> str:
         lines = [f"export {k}={shlex.quote(v)}" for k, v in self.client_env().items()]
@@ -191,7 +194,7 @@ class Team:
                                 str(self.state["ports"]["postgres"]), "-c", "unix_socket_directories="],
                    self.base_env(), user)
 
-    def create_databases(self) -> None:
+    def create_database(self) -> None:
         import psycopg
 
         def connect():
@@ -207,10 +210,9 @@ class Team:
 
         self.wait_for("postgres", ready)
         with connect() as conn, conn.cursor() as cur:
-            for db in ("mlflow", "mlflow_auth"):
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
-                if cur.fetchone() is None:
-                    cur.execute(f"CREATE DATABASE {db}")
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = 'mlflow'")
+            if cur.fetchone() is None:
+                cur.execute("CREATE DATABASE mlflow")
 
     def start_s3(self) -> None:
         self.spawn("s3", [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.state["ports"]["s3"])], self.base_env())
@@ -218,24 +220,31 @@ class Team:
     def create_bucket(self) -> None:
         url = f"http://127.0.0.1:{self.state['ports']['s3']}"
         self.wait_for("s3", lambda: _answers(f"{url}/moto-api/"))
-        urllib.request.urlopen(urllib.request.Request(f"{url}/{BUCKET}", method="PUT"), timeout=10).close()
+        for bucket in BUCKETS:
+            urllib.request.urlopen(urllib.request.Request(f"{url}/{bucket}", method="PUT"), timeout=10).close()
+
+    def mlflow_server_env(self) -> dict[str, str]:
+        """The tracking server's environment: the names infra/docker-compose.yml gives it."""
+        s = self.state["secrets"]
+        return {"MLFLOW_AUTH_CONFIG_PATH": str(self.dir / "mlflow" / "basic_auth.ini"),
+                "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN, "MLFLOW_AUTH_ADMIN_PASSWORD": s["mlflow_admin"],
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": s["mlflow_flask"],  # the auth app's CSRF key
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI scoring jobs: unused, they hold up startup
+                "PGPASSWORD": s["postgres"],  # libpq reads it: no password in the URIs or `ps`
+                "AWS_ACCESS_KEY_ID": s["aws_key"], "AWS_SECRET_ACCESS_KEY": s["aws_secret"],
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.state['ports']['s3']}"}
 
     def start_mlflow(self) -> None:
-        s, ini = self.state["secrets"], self.dir / "mlflow" / "basic_auth.ini"
+        ini = self.dir / "mlflow" / "basic_auth.ini"
         ini.parent.mkdir(exist_ok=True)
-        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {self.postgres_uri('mlflow_auth')}\n"
-                       f"admin_username = {ADMIN}\n"
+        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{ini.parent / 'basic_auth.db'}\n"
                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
                        "auth_cache_ttl_seconds = 60\n")  # else every request re-hashes the password (PBKDF2)
-        env = {**self.base_env(), "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": s["mlflow_admin"],
-               "MLFLOW_FLASK_SERVER_SECRET_KEY": s["mlflow_flask"],  # the auth app's CSRF key
-               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI scoring jobs: unused, and they hold up startup
-               "PGPASSWORD": s["postgres"],  # libpq reads it: no password in the URIs or `ps`
-               "AWS_ACCESS_KEY_ID": s["aws_key"], "AWS_SECRET_ACCESS_KEY": s["aws_secret"],
-               "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.state['ports']['s3']}"}
-        self.spawn("mlflow", [_bin("mlflow"), "server", "--backend-store-uri", self.postgres_uri("mlflow"),
-                              "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--app-name", "basic-auth",
-                              "--host", "127.0.0.1", "--port", str(self.state["ports"]["mlflow"]), "--workers", "1"], env)
+        self.spawn("mlflow", [_bin("mlflow"), "server", "--backend-store-uri", self.postgres_uri("mlflow", "+psycopg"),
+                              "--artifacts-destination", "s3://mlflow", "--app-name", "basic-auth",
+                              "--host", "127.0.0.1", "--port", str(self.state["ports"]["mlflow"]), "--workers", "1"],
+                   {**self.base_env(), **self.mlflow_server_env()})
 
     def wait_mlflow(self) -> None:
         url = f"http://127.0.0.1:{self.state['ports']['mlflow']}/api/2.0/mlflow/experiments/search?max_results=1"
@@ -334,7 +343,7 @@ def up(folder: Path, head_cpus: int, worker_cpus: int) -> Team:
     (team.dir / "logs").mkdir(parents=True, exist_ok=True)
     team.state.setdefault("secrets", {k: secrets.token_urlsafe(18) for k in
                                       ("postgres", "mlflow_admin", "mlflow_flask", "aws_key", "aws_secret")})
-    team.state["ports"] = {name: _free_port(0) for name in ("postgres", "s3", "mlflow", "ray", "prefect")}
+    team.state["ports"] = {name: _free_port(port) for name, port in PORTS.items()}
     team.state["ray_temp"] = f"/tmp/cs230-ray-{secrets.token_hex(4)}"  # short: Ray's socket paths have a limit
     team.save()
     started = time.perf_counter()
@@ -343,7 +352,7 @@ def up(folder: Path, head_cpus: int, worker_cpus: int) -> Team:
         team.start_s3()
         team.start_ray("ray-head", head_cpus)
         team.start_prefect()
-        team.create_databases()
+        team.create_database()
         team.create_bucket()
         team.start_mlflow()
         team.wait_ray("ray-head")

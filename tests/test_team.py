@@ -71,12 +71,12 @@ def postgres(team_):
     return psycopg.connect(team_.postgres_uri("mlflow"), password=team_.state["secrets"]["postgres"])
 
 
-def s3_keys(env, prefix: str) -> list[str]:
+def s3_keys(env, bucket: str) -> list[str]:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="cs230-team", Prefix=prefix)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
@@ -118,9 +118,9 @@ def test_pipeline_runs_on_the_cluster_and_stores_in_postgres_and_s3(team, mlflow
                             "WHERE key = 'mlflow.parentRunId' AND value = %s)", (run_id, run_id)).fetchone()[0] == 3
         assert conn.execute("SELECT version FROM registered_model_aliases WHERE name = %s AND alias = 'champion'",
                             (MODEL,)).fetchone() == (1,)
-    keys = s3_keys(env, "mlflow/")  # its artifacts are objects in the bucket
+    keys = s3_keys(env, "mlflow")  # its artifacts are objects in the bucket
     assert any(k.endswith("/MLmodel") for k in keys) and any(k.endswith("tune/trials.csv") for k in keys)
-    assert len(s3_keys(env, "dvc/")) > 100  # and so is the DVC remote: clips, models, reports
+    assert len(s3_keys(env, "dvc")) > 100  # and so is the DVC remote: clips, models, reports
 
     # anonymous clients can read nothing and move no alias
     request = urllib.request.Request(f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/registered-models/alias",
