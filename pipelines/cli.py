@@ -94,10 +94,14 @@ def print_summary(result, seconds: float) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
     print(f"\ntotal {seconds:.1f} s; outputs {'pushed to the DVC remote' if result.pushed else 'not pushed (--no-push)'}")
     decision = Path("reports") / PIPELINES[result.pipeline] / "register" / "decision.json"
-    if decision.is_file():
-        d = json.loads(decision.read_text())
-        print(f"registry: {d['model']} version {d['version']} {'is now champion' if d['promoted'] else 'is challenger'}"
-              f" ({d['reason']}); champion: version {d['champion_version']}")
+    d = json.loads(decision.read_text()) if decision.is_file() else {}
+    if d.get("run_id") == result.mlflow_run_id:  # what this run decided, not an older file
+        print(f"registry: {d['model']} version {d['version']}: {d['summary']}")
+        if not d["meets_target"]:
+            print(f"WARNING: champion version {d['champion_version']} does not meet the quality target: "
+                  f"{d['target_note']}")
+    else:
+        print("registry: the register stage did not run; no model was registered or promoted")
     print(f"MLflow run {result.mlflow_run_id} at {os.environ['MLFLOW_TRACKING_URI']}; open the UI with: cs230 ui")
 
 

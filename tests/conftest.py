@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -77,15 +79,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on a free loopback port (sqlite store, local artifacts)."""
+@contextmanager
+def running_mlflow_server(root: Path) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port (sqlite store and artifacts under
+    `root`), stopped on exit; yields its URL."""
     import subprocess
     import sys
     import time
     import urllib.request
 
-    root = tmp_path_factory.mktemp("mlflow-server")
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -103,6 +106,15 @@ def mlflow_server(tmp_path_factory):
                 proc.kill()
                 raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real MLflow server for the session's tests."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
