@@ -44,7 +44,7 @@ from components.refs import ModelLoadError
 from components.ondevice import compress
 from components.ondevice.onnx_export import export_step
 from components.ondevice.runner import StepRunner
-from components.stage_cli import StageError, stage_main
+from components.stage_cli import StageError, add_detection_flags, detection_overrides, stage_main
 from components.split import read_split
 from components.tasks.trigger_word.fitting import train_config
 
@@ -172,12 +172,12 @@ def _frr_at(curve: det.DetCurve, fa_per_hour: float) -> float | None:
 
 
 def run(p: TriggerWordParams, model_ref: str, data_dir: Path, split_dir: Path, out_dir: Path,
-        tracking_uri: str | None = None, detection_overrides: dict | None = None) -> list[dict]:
-    """`detection_overrides` (threshold, smoothing_steps, refractory_s) replace the model's own
+        tracking_uri: str | None = None, overrides: dict | None = None) -> list[dict]:
+    """`overrides` (threshold, smoothing_steps, refractory_s) replace the model's own
     settings in every variant; the rest stay those the model was saved with."""
     try:
         teacher = load_detector(model_ref, tracking_uri=tracking_uri)
-        teacher.set_detection_config(teacher.detection_config(**(detection_overrides or {})))
+        teacher.set_detection_config(teacher.detection_config(**(overrides or {})))
     except ModelLoadError as exc:
         raise StageError(f"model {exc}") from None
     except ValueError as exc:  # a flag out of range
@@ -236,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=paths.MODELS_DIR / "trigger_word" / "export")
     parser.add_argument("--data", type=Path, default=base / "generated")
     parser.add_argument("--split", type=Path, default=base / "split")
-    parser.add_argument("--threshold", type=float, help="override the model's threshold (fp32, int8, pruned)")
-    parser.add_argument("--smoothing-steps", type=int, help="override the model's smoothing (steps)")
-    parser.add_argument("--refractory-s", type=float, help="override the model's refractory period (seconds)")
+    add_detection_flags(parser)  # the student picks its own threshold whatever --threshold says
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")  # as `cs230`
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -248,10 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         with mlflow_run():
             import mlflow
 
-            overrides = {k: getattr(args, k) for k in ("threshold", "smoothing_steps", "refractory_s")
-                         if getattr(args, k) is not None}
             report = run(p, args.model or champion_uri(p.slug), args.data, args.split, args.out,
-                         tracking_uri=mlflow.get_tracking_uri(), detection_overrides=overrides)
+                         tracking_uri=mlflow.get_tracking_uri(), overrides=detection_overrides(args))
         return {"out": str(args.out), "report": report}
 
     return stage_main(parser, argv, body)

@@ -111,29 +111,16 @@ def model_error(exc, args: argparse.Namespace, word: str) -> int:
     return 2
 
 
-def detection_overrides(args: argparse.Namespace) -> dict:
-    """The detection settings given as flags; every other one stays the model's own."""
-    return {k: getattr(args, k) for k in ("threshold", "smoothing_steps", "refractory_s")
-            if getattr(args, k, None) is not None}
-
-
 def bad_detection_flags(args: argparse.Namespace) -> str | None:
     """Why the detection flags are unusable, or None."""
     from components.audio.detection import DetectionConfig
+    from components.stage_cli import detection_overrides
 
     try:
         DetectionConfig(**detection_overrides(args))
     except ValueError as exc:
         return f"--{str(exc).replace('_', '-')}"
     return None
-
-
-def add_detection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold", type=float, metavar="T", help="override the model's threshold")
-    parser.add_argument("--smoothing-steps", type=int, metavar="N",
-                        help="override the model's smoothing (steps of the moving average)")
-    parser.add_argument("--refractory-s", type=float, metavar="S",
-                        help="override the model's refractory period (seconds between detections)")
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -145,6 +132,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from components.config import ParamsError, read_raw, validate_params
     from components.detect import champion_uri, detect_inputs, iter_inputs, load_detector
     from components.refs import ModelLoadError, is_model_uri
+    from components.stage_cli import detection_overrides
 
     torch.set_num_threads(1)  # real-time factor ~0.003 on one core; more threads only add overhead
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
@@ -214,6 +202,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     where the command was run. Exit 2: no model, bad params or data."""
     from components.export import main as export_main
     from components.refs import is_model_uri
+    from components.stage_cli import detection_overrides
 
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
     for key, value in detection_overrides(args).items():
@@ -248,6 +237,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from components.refs import ModelLoadError, is_model_uri
     from components.serve import ServeConfig
     from components.serving.holder import MODEL_KINDS, ModelHolder
+    from components.stage_cli import detection_overrides
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     bad = bad_detection_flags(args)
@@ -311,6 +301,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from components.stage_cli import add_detection_flags
     from pipelines.stages import PIPELINES
 
     parser = argparse.ArgumentParser(prog="cs230", description="CS230 MLOps pipelines")
