@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.audio.detection import DetectionConfig, StreamingDetector
+from components.audio.detection import StreamingDetector
 from components.audio.model import load_model
 from components.config import load_params
 from components.tasks.trigger_word.fitting import build_model
@@ -34,8 +34,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     minute = (0.05 * rng.standard_normal(16000 * 60)).astype(np.float32)
     chunk = 16 * args.chunk_ms
-    cfg = DetectionConfig(smoothing_steps=p.detection.smoothing_steps, refractory_s=p.detection.refractory_s,
-                          threshold=model.threshold)
+    cfg = model.detection_config()  # the settings the model carries, as every consumer uses
     rtfs = []
     for _ in range(args.repeats):
         streamer, detector = model.stream(), StreamingDetector(model.step_seconds, cfg)

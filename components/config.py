@@ -414,6 +414,10 @@ class ServeParams(Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16_000_000
     max_audio_seconds: float = Field(60.0, gt=0.0, le=3600.0)
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=10_000)] = 16
+    max_stream_bytes: Annotated[int, Field(ge=1024, le=1 << 34)] = 64_000_000
+    max_stream_seconds: float = Field(600.0, gt=0.0, le=86_400.0)
+    max_image_pixels: Annotated[int, Field(ge=64 * 64, le=1 << 31)] = 25_000_000
     poll_seconds: float = Field(30.0, ge=0.0)  # 0: no polling, only POST /v1/admin/reload
     inference_threads: Annotated[int, Field(ge=1, le=64)] = 2
     replicas: Annotated[int, Field(ge=1, le=256)] = 1

@@ -56,3 +56,20 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     partial.rename(out_dir)
+
+
+DETECTION_SETTINGS = ("threshold", "smoothing_steps", "refractory_s")  # saved in the model at evaluation
+
+
+def add_detection_flags(parser: argparse.ArgumentParser) -> None:
+    """--threshold, --smoothing-steps, --refractory-s: explicit overrides of the model's own settings."""
+    parser.add_argument("--threshold", type=float, metavar="T", help="override the model's threshold")
+    parser.add_argument("--smoothing-steps", type=int, metavar="N",
+                        help="override the model's smoothing (steps of the moving average)")
+    parser.add_argument("--refractory-s", type=float, metavar="S",
+                        help="override the model's refractory period (seconds between detections)")
+
+
+def detection_overrides(args: argparse.Namespace) -> dict:
+    """The detection settings given as flags; every other one stays the model's own."""
+    return {k: getattr(args, k) for k in DETECTION_SETTINGS if getattr(args, k, None) is not None}
