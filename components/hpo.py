@@ -19,7 +19,7 @@ import numpy as np
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-STATUSES = ("completed", "pruned", "time_limit", "failed")
+STATUSES = ("completed", "pruned", "failed")
 
 
 def split_config(config: dict, task) -> dict:
@@ -56,7 +56,7 @@ def study_name(prefix: str, p, trial_identity: dict, files: list[Path]) -> str:
 @dataclass(frozen=True)
 class TrialRecord:
     trial: int  # 0-based, in order of creation across every run of the study
-    status: str  # one of STATUSES; "time_limit": cut by tune.trial_minutes
+    status: str  # one of STATUSES
     epochs: int
     val_loss: float | None  # the ranking loss on the val subset (the task's), best epoch
     val_score: float | None  # the task's SCORE (e.g. frame F1, accuracy) at that epoch
@@ -136,8 +136,8 @@ class TrialLog(tune.Callback):
     """Driver side of each trial: numbers it, records it in the ledger when it ends,
     prints its line and closes its MLflow run (a stopped trial never closes its own)."""
 
-    def __init__(self, ledger: Ledger, max_epochs: int, scheduler: PruneAwareASHA, mlflow_uri: str | None):
-        self.ledger, self.max_epochs, self.scheduler = ledger, max_epochs, scheduler
+    def __init__(self, ledger: Ledger, scheduler: PruneAwareASHA, mlflow_uri: str | None):
+        self.ledger, self.scheduler = ledger, scheduler
         self.offset = ledger.trials_started()
         self.mlflow_uri = mlflow_uri
 
@@ -156,8 +156,7 @@ class TrialLog(tune.Callback):
     def _finish(self, trial, failed: bool) -> None:
         r = trial.last_result or {}
         epochs = r.get("training_iteration", 0)
-        status = ("failed" if failed else "pruned" if trial.trial_id in self.scheduler.pruned
-                  else "completed" if epochs >= self.max_epochs else "time_limit")
+        status = "failed" if failed else "pruned" if trial.trial_id in self.scheduler.pruned else "completed"
         scored = "best_val_loss" in r
         record = TrialRecord(self.number(trial), status, epochs, r["best_val_loss"] if scored else None,
                              r["best_val_score"] if scored else None, r["best_epoch"] if scored else None,

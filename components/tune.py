@@ -92,7 +92,7 @@ def search(ctx: TrialContext, space: dict, ledger: hpo.Ledger, new_trials: int, 
     scheduler = hpo.PruneAwareASHA(time_attr="training_iteration", metric="val_loss", mode="min",
                                    max_t=budget.max_epochs, grace_period=budget.grace_epochs,
                                    reduction_factor=budget.reduction_factor)
-    log = hpo.TrialLog(ledger, budget.max_epochs, scheduler, ctx.mlflow.tracking_uri if ctx.mlflow else None)
+    log = hpo.TrialLog(ledger, scheduler, ctx.mlflow.tracking_uri if ctx.mlflow else None)
     # The sampler's seed moves on with the study, so a resumed search does not redraw the
     # random startup points it already tried; the finished trials are handed back to it.
     sampler = optuna.samplers.TPESampler(seed=ctx.params.seed + log.offset, n_startup_trials=budget.startup_trials,
@@ -183,7 +183,7 @@ def run(pipeline: str, p, data_dir: Path, split_dir: Path, out_dir: Path, report
                              f"above); run again to run the rest, the finished ones are kept in {cache_dir / name}")
         winner = min(reported, key=lambda r: (r.val_loss, r.trial))
         best = {**hpo.split_config(winner.config, task), "val_loss": round(winner.val_loss, 5), "trial": winner.trial}
-    summary = {"trials": len(reported), **{s: sum(r.status == s for r in reported) for s in hpo.STATUSES[:3]},
+    summary = {"trials": len(reported), **{s: sum(r.status == s for r in reported) for s in hpo.STATUSES[:2]},
                "epochs": sum(r.epochs for r in reported), "best_trial": best["trial"], "best_val_loss": best["val_loss"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / "best_config.json.partial"

@@ -17,7 +17,6 @@ pytestmark = pytest.mark.timeout(300)
 
 # Tiny budgets: the point is the wiring, not the model.
 SEARCH = {"concurrency": 2, "startup_trials": 1, "train_items": 16, "val_items": 8, "max_epochs": 2,
-          "trial_minutes": 1.0,
           "space": {"lr": [0.001, 0.01], "gru_hidden": [8, 16], "gru_layers": [1, 2], "conv_filters": [8, 16],
                     "dropout": [0.0, 0.2], "pos_weight": [2.0, 8.0], "batch_size": [4, 8]}}
 
