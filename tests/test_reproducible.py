@@ -94,3 +94,4 @@ def test_the_safety_stop_fails_the_stage_loudly_and_writes_no_model(toy_split, t
     assert code == 2 and not model.exists() and not (tmp_path / "report").exists()
     assert err.startswith("error: trigger_word.train.safety_minutes: training passed its safety stop")
     assert len(err.strip().splitlines()) == 1
+
