@@ -95,3 +95,15 @@ def test_the_safety_stop_fails_the_stage_loudly_and_writes_no_model(toy_split, t
     assert err.startswith("error: trigger_word.train.safety_minutes: training passed its safety stop")
     assert len(err.strip().splitlines()) == 1
 
+
+
+@pytest.mark.parametrize("key", ["trigger_word.train.max_minutes", "trigger_word.tune.trial_minutes",
+                                 "trigger_word.export.prune_max_minutes", "day_night.train.max_minutes"])
+def test_the_old_time_budgets_are_rejected_by_name(tmp_path, key):
+    from components.config import ParamsError
+
+    section, *middle, name = key.split(".")
+    changes = {middle[0]: {name: 1.0}}
+    path = write_params(tmp_path / "params.yaml", *((changes, {}) if section == "trigger_word" else ({}, changes)))
+    with pytest.raises(ParamsError, match=f"{key}: unknown key"):
+        load_params(path)
