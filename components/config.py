@@ -165,13 +165,13 @@ class ModelParams(Section):
 class TrainParams(Section):
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
-    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 12  # the budget: epochs, never minutes
     patience: Annotated[int, Field(ge=1, le=100)] = 4
     pos_weight: float = Field(5.0, gt=0.0, le=1000.0)
     weight_decay: float = Field(0.0, ge=0.0)
     lr_schedule: Literal["plateau", "onecycle", "cosine", "constant"] = "plateau"
-    max_minutes: float = Field(7.0, gt=0.0)
-    threads: Annotated[int, Field(ge=0, le=256)] = 0   # 0: one per core
+    safety_minutes: float = Field(60.0, gt=0.0)  # past it the stage fails; it never shortens training
+    threads: Annotated[int, Field(ge=0, le=256)] = 0   # 0: one per core (same count, same model)
 
 
 class DetectionParams(Section):
@@ -219,7 +219,6 @@ class TuneBudget(Section):
     max_epochs: Annotated[int, Field(ge=1, le=100)] = 4
     grace_epochs: Annotated[int, Field(ge=1, le=100)] = 1
     reduction_factor: Annotated[int, Field(ge=2, le=10)] = 2
-    trial_minutes: float = Field(3.0, gt=0.0)
 
     @model_validator(mode="after")
     def _grace_within_budget(self):
@@ -236,12 +235,12 @@ class ExportParams(Section):
     """`cs230 export`: the on-device variants (components/export.py)."""
     sparsity: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     finetune_clips: Annotated[int, Field(ge=0)] = 800  # 0: the whole train split
-    prune_max_minutes: float = Field(2.0, gt=0.0)
+    prune_epochs: Annotated[int, Field(ge=1, le=1000)] = 8
     prune_lr: float = Field(5e-4, gt=0.0, le=1.0)
     student_conv_filters: Annotated[int, Field(ge=1, le=512)] = 32
     student_gru_hidden: Annotated[int, Field(ge=1, le=512)] = 48
     student_gru_layers: Annotated[int, Field(ge=1, le=4)] = 1
-    distill_max_minutes: float = Field(5.0, gt=0.0)
+    distill_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
     distill_lr: float = Field(2e-3, gt=0.0, le=1.0)
     latency_repeats: Annotated[int, Field(ge=1, le=100)] = 5
 
@@ -338,10 +337,10 @@ class DayNightTrain(Section):
     lr_decay: float = Field(0.1, ge=0.0)  # epoch e trains at lr / (1 + lr_decay (e - 1))
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     weight_decay: float = Field(0.0, ge=0.0)  # L2
-    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 40
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 40  # the budget: epochs, never minutes
     patience: Annotated[int, Field(ge=1, le=100)] = 6
-    max_minutes: float = Field(4.0, gt=0.0)
-    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core
+    safety_minutes: float = Field(30.0, gt=0.0)  # past it the stage fails; it never shortens training
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core (same count, same model)
 
 
 class DayNightSpace(Section):

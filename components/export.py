@@ -40,6 +40,7 @@ from components.audio.model import ModelConfig, TriggerWordModel
 from components.audio.training import ClipDataset
 from components.config import TriggerWordParams
 from components.detect import champion_uri, load_detector
+from components.errors import SafetyStop
 from components.refs import ModelLoadError
 from components.ondevice import compress
 from components.ondevice.onnx_export import export_step
@@ -64,7 +65,7 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
     e, step = p.export, teacher.samples_per_step
     meta = {"word": p.word}  # smoothing, refractory period, threshold: each model's own (step_model)
     train_ids = read_split(split_dir, "train")
-    if 0 < e.finetune_clips < len(train_ids):  # a seeded subset: an epoch must fit the time caps
+    if 0 < e.finetune_clips < len(train_ids):  # a seeded subset keeps an epoch short
         train_ids = sorted(np.random.default_rng(p.seed).choice(train_ids, e.finetune_clips, replace=False))
     train_ds = ClipDataset(data_dir, train_ids, samples_per_step=step)
     val_ds = ClipDataset(data_dir, read_split(split_dir, "val"), samples_per_step=step)
@@ -78,14 +79,14 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
 
     pruned, result = compress.prune_and_finetune(
         teacher, e.sparsity, train_ds, val_ds,
-        train_config(p, {"lr": e.prune_lr, "max_minutes": e.prune_max_minutes}), log("pruned"))
+        train_config(p, {"lr": e.prune_lr, "max_epochs": e.prune_epochs}), log("pruned"))
     pruned.threshold = teacher.threshold  # the operating point stays the model's (see module doc)
     built["pruned"] = {"path": export_step(pruned, out / "pruned.onnx", {**meta, "variant": "pruned"}),
                        "threshold": teacher.threshold, "parameters": teacher_n,
                        "sparsity": round(compress.sparsity(pruned), 4), "finetune_epochs": len(result.history)}
 
     result = compress.distill(teacher, student, train_ds, val_ds, train_config(
-        p, {"lr": e.distill_lr, "max_minutes": e.distill_max_minutes, "pos_weight": 1.0}), log("distilled"))
+        p, {"lr": e.distill_lr, "max_epochs": e.distill_epochs, "pos_weight": 1.0}), log("distilled"))
     student.threshold = pick_threshold(p, student, data_dir, split_dir)
     built["distilled"] = {"path": export_step(student, out / "distilled.onnx", {**meta, "variant": "distilled"}),
                           "threshold": student.threshold, "parameters": student_n,
@@ -184,7 +185,10 @@ def run(p: TriggerWordParams, model_ref: str, data_dir: Path, split_dir: Path, o
         raise StageError(f"export: {exc}") from None
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     out_dir.mkdir(parents=True, exist_ok=True)  # only our files are (over)written: --out may hold others
-    built = build_variants(p, teacher, data_dir, split_dir, out_dir)
+    try:
+        built = build_variants(p, teacher, data_dir, split_dir, out_dir)
+    except SafetyStop as exc:
+        raise StageError(f"trigger_word.train.safety_minutes: {exc}") from None
     _say("measuring every variant on " + " + ".join(EVALUATED))
     report, details = measure(p, built, data_dir, split_dir)
     by = {r["variant"]: r for r in report}

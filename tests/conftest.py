@@ -27,8 +27,8 @@ TINY = {
 # A day-night dataset of seconds: every condition appears, the search and training only run.
 DAY_NIGHT_TINY = {"generate": {"images": 240},
                   "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 64, "val_items": 32,
-                           "max_epochs": 1, "grace_epochs": 1, "trial_minutes": 1.0},
-                  "train": {"max_epochs": 2, "max_minutes": 1.0}}
+                           "max_epochs": 1, "grace_epochs": 1},
+                  "train": {"max_epochs": 2}}
 
 
 def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:

@@ -170,7 +170,7 @@ def test_export_writes_four_variants(tiny_dataset, tmp_path, monkeypatch):
     save_model(teacher, tmp_path / "detector.pt")  # unusual settings: no variant may take params.yaml's
     params = write_params(tmp_path / "params.yaml", {
         "train": {"max_epochs": 1},
-        "export": {"prune_max_minutes": 0.2, "distill_max_minutes": 0.2, "latency_repeats": 1,
+        "export": {"prune_epochs": 1, "distill_epochs": 1, "latency_repeats": 1,
                    "student_conv_filters": 4, "student_gru_hidden": 4, "student_gru_layers": 1}})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.timeout(900)
 
 FLOW_TINY = {**TINY,
              "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 16, "val_items": 8,
-                      "max_epochs": 1, "grace_epochs": 1, "trial_minutes": 1.0},
-             "train": {"max_epochs": 2, "max_minutes": 1.0}}
+                      "max_epochs": 1, "grace_epochs": 1},
+             "train": {"max_epochs": 2, "safety_minutes": 10.0}}
 BIN = Path(sys.executable).parent
 
 
@@ -195,7 +195,7 @@ def test_killed_run_resumes_from_cache(flow_repo):
     intact, and the next run starts at train."""
     root, env = flow_repo
     params = (root / "params.yaml").read_text()
-    (root / "params.yaml").write_text(params.replace("max_minutes: 1.0", "max_minutes: 1.5"))
+    (root / "params.yaml").write_text(params.replace("safety_minutes: 10.0", "safety_minutes: 15.0"))
     manifest = (root / "data/trigger_word/generated/manifest.csv").read_bytes()
     proc = subprocess.Popen([str(BIN / "cs230"), "run", "trigger-word", "--no-push"], cwd=root,
                             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
