@@ -30,7 +30,8 @@ TRANSIENT = ("Unable to acquire lock", "is busy, it is being blocked by", "Conne
              "Connection reset", "Connection aborted", "ConnectTimeout", "ReadTimeout", "timed out",
              "Max retries exceeded", "Temporary failure in name resolution", "503 Service Unavailable",
              "502 Bad Gateway", "504 Gateway Timeout")
-KILLED = ("exited with -", "exited with 137", "MemoryError", "Killed", "out of memory")
+# The process died or ran out of memory: never transient, whatever else it printed.
+FATAL = ("exited with -", "exited with 137", "MemoryError", "Killed", "out of memory")
 TAIL_LINES = 40  # enough to hold a traceback's last frames and DVC's error line
 
 
@@ -50,7 +51,7 @@ class StageOutcome:
 
 def is_transient(tail: list[str]) -> bool:
     text = "\n".join(tail)
-    return any(t in text for t in TRANSIENT) and not any(k in text for k in KILLED)
+    return any(t in text for t in TRANSIENT) and not any(k in text for k in FATAL)
 
 
 def failure(stage: str, code: int, tail: list[str]) -> StageFailed:
