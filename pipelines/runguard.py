@@ -166,9 +166,16 @@ def guarded_run() -> Iterator[None]:
 
 def _wait_for_exit(pid: int) -> None:
     try:
-        fd = os.pidfd_open(pid)
+        fd = os.pidfd_open(pid)  # wakes on exit, immune to pid reuse (Linux >= 5.3)
     except ProcessLookupError:
         return
+    except OSError:  # no pidfd here: poll
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
     try:
         select.select([fd], [], [])
     finally:
