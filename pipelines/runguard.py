@@ -128,9 +128,18 @@ def restore_params(state: dict) -> None:
               f"(overrides were {journal['overrides']})", file=sys.stderr)
 
 
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 def undo(state: dict) -> None:
-    """Everything a dead run left, in the order that frees the workspace first."""
-    kill_stage_group(state.get("stage_group"))
+    """Everything a dead run left, in the order that frees the workspace first. A process
+    group recorded before a reboot is someone else's now: it is left alone."""
+    if state.get("boot") == boot_id():
+        kill_stage_group(state.get("stage_group"))
     restore_params(state)
     STATE_FILE.unlink(missing_ok=True)
 
@@ -140,7 +149,7 @@ def mark_runs_killed(pid: int) -> None:
 
     try:
         mark_killed(pid)
-    except Exception as exc:  # the store may be unreachable now; the next run tries again
+    except Exception as exc:  # the store may be unreachable now: say so, and go on
         print(f"warning: could not mark the MLflow run of pid {pid} KILLED: {exc}", file=sys.stderr)
 
 
@@ -149,10 +158,10 @@ def guarded_run() -> Iterator[None]:
     """The lock, recovery from a dead run, a watchdog, and a clean state on the way out."""
     with workspace_lock():
         stale = read_state()
-        if stale is not None:  # we hold the lock, so its run is dead and its watchdog too
+        if stale is not None:  # we hold the lock, so its run is dead (and its watchdog died or gave up)
             undo(stale)
             mark_runs_killed(stale["pid"])
-        atomic_write(STATE_FILE, json.dumps({"pid": os.getpid()}))
+        atomic_write(STATE_FILE, json.dumps({"pid": os.getpid(), "boot": boot_id()}))
         watchdog = subprocess.Popen([sys.executable, "-m", "pipelines.runguard", str(os.getpid())],
                                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         update_state(watchdog=watchdog.pid)
