@@ -60,13 +60,21 @@ def ensure_raw_inputs() -> None:
     RAW_DIR.mkdir(parents=True, exist_ok=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: stage group ended, params restored, run KILLED
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     from components.config import ParamsError
     from pipelines.overrides import params_overridden
+    from pipelines.runguard import WorkspaceBusy, guarded_run
 
     ensure_raw_inputs()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with params_overridden(PARAMS_FILE, args.set or []):
+        with guarded_run(), params_overridden(PARAMS_FILE, args.set or []):
             from pipelines.flow import FLOWS, StageFailed
 
             started = time.perf_counter()
@@ -76,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 print("completed stages stay cached; fix the cause and run again to resume", file=sys.stderr)
                 return 1
-    except ParamsError as exc:
+    except (WorkspaceBusy, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_summary(result, time.perf_counter() - started)
