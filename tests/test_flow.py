@@ -77,7 +77,7 @@ def test_flow_runs_every_stage_and_registers(harness, in_repo):
 
     result = trigger_word_flow(push=True)
     assert [o.stage for o in result.outcomes] == ["validate_raw", "generate", "validate_generated", "split",
-                                                  "tune", "train", "evaluate", "register"]
+                                                  "tune", "train", "evaluate", "gate_data", "register"]
     assert {o.status for o in result.outcomes} == {"ran"}
     client = mlflow.MlflowClient()
     assert int(client.get_model_version_by_alias("trigger-word-activate", "champion").version) == 1
@@ -126,7 +126,7 @@ def test_day_night_flow_registers_and_classifies(harness, in_repo):
 
     result = day_night_flow(push=True)  # a teammate's clone (below) pulls every stage
     assert [o.stage for o in result.outcomes] == ["validate_raw", "generate", "validate_generated", "split",
-                                                  "tune", "train", "evaluate", "register"]
+                                                  "tune", "train", "evaluate", "gate_data", "register"]
     assert {o.status for o in result.outcomes} == {"ran"}
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("day-night", "champion")
