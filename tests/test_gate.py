@@ -165,7 +165,8 @@ def test_gate_figures_use_the_models_own_settings_and_name_the_gate_set(tw, tiny
     p, figures = tw
     own = figures("trained")
     model = tw_task.load_evaluated(str(tiny_detectors["trained"]))
-    assert own["threshold"] == round(model.threshold, 5) and own["smoothing_steps"] == model.detection_config().smoothing_steps
+    assert own["threshold"] == round(model.threshold, 5)
+    assert own["smoothing_steps"] == model.detection_config().smoothing_steps
     assert own["gate_hash"] == json.loads((tiny_gate / "gate.json").read_text())["gate_hash"]
     assert own["frr_at_target_low"] <= own["frr_at_target"] <= own["frr_at_target_high"]
     assert own["fa_per_hour_low"] <= own["fa_per_hour"] <= own["fa_per_hour_high"]
@@ -232,8 +233,8 @@ def test_figures_from_another_gate_set_never_promote(tw):
 def dn(tmp_path_factory, gate_workdir):
     """Tiny params with a 300-image gate set, and the figures of three real classifiers:
     "trained" (an MLP trained for seconds), "underconfident" (the same weights at 20 times its
-    temperature: the same ranking and decisions, but close to 50/50 about everything) and "untrained" (its initial weights),
-    the first and the last calibrated on val."""
+    temperature: the same ranking and decisions, but close to 50/50 about everything) and
+    "untrained" (its initial weights), the first and the last calibrated on val."""
     from components.generate_scenes import scene_config
     from components.vision import scenes
     from components.vision.evaluation import fit_temperature
@@ -268,8 +269,9 @@ def test_day_night_figures_carry_intervals_and_the_gate_hash(dn):
     for metric in ("accuracy", "roc_auc", "ece", "log_loss"):
         assert f[f"{metric}_low"] <= f[metric] <= f[f"{metric}_high"], metric
     assert f["accuracy"] > figures["untrained"]["accuracy"] + 0.1
-    assert figures["underconfident"]["accuracy"] == f["accuracy"] and figures["underconfident"]["roc_auc"] == f["roc_auc"]
-    assert figures["underconfident"]["ece"] > f["ece"] + 0.2
+    under = figures["underconfident"]
+    assert under["accuracy"] == f["accuracy"] and under["roc_auc"] == f["roc_auc"]
+    assert under["ece"] > f["ece"] + 0.2
 
 
 def test_day_night_better_wins_equal_does_not_and_first_is_champion(dn):
@@ -302,3 +304,14 @@ def test_day_night_target_note_is_loud_about_the_resulting_champion(dn):
     met = dn_task.decide(figures["trained"], None, _gate(p, target_accuracy=0.5))
     assert met.meets_target and "meets the target" in met.target_note
 
+
+
+def test_gate_params_are_strict_and_the_old_margins_are_gone(tmp_path):
+    from components.config import ParamsError
+
+    for section, change in (("trigger_word", {"min_frr_improvement": 0.0}), ("trigger_word", {"seed": "1"}),
+                            ("trigger_word", {"negative_hours": 0.0}), ("day_night", {"min_improvement": 0.0}),
+                            ("day_night", {"ece_tolerance": 2.0})):
+        tw_changes, dn_changes = ({"gate": change}, None) if section == "trigger_word" else ({}, {"gate": change})
+        with pytest.raises(ParamsError, match=f"{section}.gate.{next(iter(change))}"):
+            load_params(write_params(tmp_path / "params.yaml", tw_changes, dn_changes))

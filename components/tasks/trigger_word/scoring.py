@@ -124,7 +124,8 @@ def gate_figures(model, p: TriggerWordParams, gate_dir: Path) -> dict:
     figures = {"gate_hash": info["gate_hash"], "triggers": curve.n_triggers, "hours": round(curve.hours, 3),
             "target_fa_per_hour": g.target_fa_per_hour, "frr_at_target": round(frr, 5),
             "frr_at_target_low": round(frr_low, 5), "frr_at_target_high": round(frr_high, 5),
-            "threshold": round(cfg.threshold, 5), "smoothing_steps": cfg.smoothing_steps, "refractory_s": cfg.refractory_s,
+            "threshold": round(cfg.threshold, 5), "smoothing_steps": cfg.smoothing_steps,
+            "refractory_s": cfg.refractory_s,
             "frr": own["frr"], "false_accepts": own["false_accepts"], "fa_per_hour": own["fa_per_hour"],
             "fa_per_hour_low": round(fa_low / curve.hours, 4), "fa_per_hour_high": round(fa_high / curve.hours, 4),
             "det": det.det_curve_rows(curve)}
@@ -151,7 +152,8 @@ def decide(challenger: dict, champion: dict | None, p: TriggerWordParams) -> Gat
 
     def decision(promote: bool, reason: str) -> GateDecision:
         return gate_decision(promote, reason, new, old, lambda f: meets_target(f, p),
-                             lambda f: f"FRR {f['frr_at_target']:.3f} at {point}", f"FRR <= {g.target_frr:g} at {point}")
+                             lambda f: f"FRR {f['frr_at_target']:.3f} at {point}",
+                             f"FRR <= {g.target_frr:g} at {point}")
 
     if old is None:
         return decision(True, f"first version, no champion yet: FRR {new['frr_at_target']:.4f} at {point}")
