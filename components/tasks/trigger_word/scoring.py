@@ -122,13 +122,13 @@ def gate_figures(model, p: TriggerWordParams, gate_dir: Path) -> dict:
     own = at_threshold(clips, step_s, cfg, window)
     fa_low, fa_high = poisson_interval(own["false_accepts"], g.confidence)
     figures = {"gate_hash": info["gate_hash"], "triggers": curve.n_triggers, "hours": round(curve.hours, 3),
-            "target_fa_per_hour": g.target_fa_per_hour, "frr_at_target": round(frr, 5),
-            "frr_at_target_low": round(frr_low, 5), "frr_at_target_high": round(frr_high, 5),
-            "threshold": round(cfg.threshold, 5), "smoothing_steps": cfg.smoothing_steps,
-            "refractory_s": cfg.refractory_s,
-            "frr": own["frr"], "false_accepts": own["false_accepts"], "fa_per_hour": own["fa_per_hour"],
-            "fa_per_hour_low": round(fa_low / curve.hours, 4), "fa_per_hour_high": round(fa_high / curve.hours, 4),
-            "det": det.det_curve_rows(curve)}
+              "target_fa_per_hour": g.target_fa_per_hour, "frr_at_target": round(frr, 5),
+              "frr_at_target_low": round(frr_low, 5), "frr_at_target_high": round(frr_high, 5),
+              "threshold": round(cfg.threshold, 5), "smoothing_steps": cfg.smoothing_steps,
+              "refractory_s": cfg.refractory_s,
+              "frr": own["frr"], "false_accepts": own["false_accepts"], "fa_per_hour": own["fa_per_hour"],
+              "fa_per_hour_low": round(fa_low / curve.hours, 4), "fa_per_hour_high": round(fa_high / curve.hours, 4),
+              "det": det.det_curve_rows(curve)}
     return {**figures, "meets_target": meets_target(figures, p)}
 
 
