@@ -182,8 +182,13 @@ class DetectionParams(Section):
 
 
 class GateParams(Section):
-    min_frr_improvement: float = Field(0.0, ge=0.0, le=1.0)
-    fa_per_hour_tolerance: float = Field(0.0, ge=0.0)
+    """trigger_word.gate: the fixed gate set (stage trigger_word-gate_data) and the promotion rule."""
+    seed: int = 1  # the gate set's own seed: never the pipeline's, so every training seed meets the same set
+    negative_hours: float = Field(5.0, ge=0.01, le=100.0)  # negative-only audio (>= 5 h for a 0.5 FA/h target)
+    positive_clips: Annotated[int, Field(ge=1, le=100_000)] = 400  # clips of 1..clips.max_triggers triggers
+    target_fa_per_hour: float = Field(0.5, gt=0.0)  # both models' FRR is compared at this FA/h
+    target_frr: Prob = 0.1  # the quality floor: FRR a champion should reach at target_fa_per_hour
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the Wilson (FRR) and Poisson (false accepts) intervals
 
 
 class TuneSpace(Section):
@@ -383,8 +388,14 @@ class DayNightEvaluation(Section):
 
 
 class DayNightGate(Section):
+    """day_night.gate: the fixed gate set (stage day_night-gate_data) and the promotion rule."""
+    seed: int = 1  # the gate set's own seed, independent of the pipeline's
+    images: Annotated[int, Field(ge=100, le=1_000_000)] = 5000  # rendered scenes, balanced by generate.night_share
     metric: Literal["roc_auc", "accuracy", "ece", "log_loss"] = "roc_auc"
-    min_improvement: float = Field(0.0, ge=0.0)  # the challenger must beat the champion by more
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the intervals a gain must clear
+    accuracy_tolerance: Prob = 0.002  # never promote accuracy lower than the champion's by more
+    ece_tolerance: Prob = 0.01  # never promote ECE higher than the champion's by more
+    target_accuracy: Prob = 0.97  # the quality floor: gate accuracy a champion should reach
 
 
 class DayNightParams(Section):

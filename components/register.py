@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from components import paths, registry, tasks, tracking
+from components.gate_data import read_gate_info
 from components.stage_cli import StageError, stage_main, stage_parser
 
 IDENTITY_TAG = "cs230.identity"
@@ -37,14 +38,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def gate_data_hash(gate_dir: Path) -> str:
-    """The content hash the gate_data stage wrote for its set (gate.json)."""
-    try:
-        return json.loads((gate_dir / "gate.json").read_text())["gate_hash"]
-    except (OSError, ValueError, KeyError):
-        raise StageError(f"{gate_dir / 'gate.json'}: no gate data (run the gate_data stage first)") from None
-
-
 def model_identity(model_sha256: str, gate_hash: str) -> str:
     """One model judged on one gate set: the same identity on every machine and store."""
     return hashlib.sha256(f"{model_sha256}:{gate_hash}".encode()).hexdigest()[:32]
@@ -55,7 +48,7 @@ def run(pipeline: str, p, evaluated_path: Path, gate_dir: Path, report_dir: Path
     name = task.registered_name(p)
     if not evaluated_path.is_file():
         raise StageError(f"{evaluated_path}: no evaluated model (run the evaluate stage first)")
-    gate_hash = gate_data_hash(gate_dir)
+    gate_hash = read_gate_info(gate_dir)["gate_hash"]
     model_sha = file_sha256(evaluated_path)
     identity = model_identity(model_sha, gate_hash)
     try:
@@ -82,14 +75,16 @@ def _register(pipeline: str, task, p, name: str, evaluated_path: Path, gate_dir:
         promote = champion is None  # the champion alias was removed: this model is the best known
         if promote:
             registry.set_alias(client, name, registry.CHAMPION, existing.version)
-        champion_version = existing.version if promote else champion.version
-        meets = existing.tags.get("gate.meets_target", "True") == "True"
+        kept = existing if promote else champion
+        meets = kept.tags.get("gate.meets_target") == "True"
         summary = (f"already registered (identity {identity_tags[IDENTITY_TAG][:12]}), nothing new"
                    + ("; no champion was set, so it is champion now" if promote else "")
-                   + f"; champion: version {champion_version}")
+                   + f"; champion: version {kept.version}")
+        note = (f"champion version {kept.version} {'meets' if meets else 'WARNING: does NOT meet'} the target "
+                "(its gate.* tags give the figures)")
         return {"model": name, "version": int(existing.version), "registered": False, "promoted": promote,
-                "champion_version": int(champion_version), "summary": summary, "meets_target": meets,
-                "target_note": existing.tags.get("gate.target_note", ""), "run_id": run_id}
+                "champion_version": int(kept.version), "summary": summary, "meets_target": meets,
+                "target_note": note, "run_id": run_id}
 
     challenger = task.gate_figures(task.load_evaluated(str(evaluated_path)), p, gate_dir)
     previous = None
@@ -102,20 +97,19 @@ def _register(pipeline: str, task, p, name: str, evaluated_path: Path, gate_dir:
         run_id = run.info.run_id
     scalars = {f"gate.{k}": v for k, v in challenger.items() if isinstance(v, (int, float, str, bool))}
     tags = {**task.version_tags(p), **identity_tags, **scalars, "gate.decision": "promoted" if gate.promote
-            else "rejected", "gate.reason": gate.reason, "gate.meets_target": str(gate.meets_target),
-            "gate.target_note": gate.target_note}
+            else "rejected", "gate.reason": gate.reason}  # gate.meets_target: this version's own figures
+    if gate.promote:  # the note speaks of the champion the decision leaves: this version
+        tags["gate.target_note"] = gate.target_note
     version = registry.register(client, info.model_uri, name, run_id, tags)
     registry.set_alias(client, name, registry.CHALLENGER, version)
     if gate.promote:
         registry.set_alias(client, name, registry.CHAMPION, version)
     champion_version = version if gate.promote else champion.version
     summary = f"{'champion' if gate.promote else 'challenger'} ({gate.reason}); champion: version {champion_version}"
-    meets = gate.meets_target if gate.promote else champion.tags.get("gate.meets_target", "True") == "True"
-    note = gate.target_note if gate.promote else champion.tags.get("gate.target_note", "")
     return {"model": name, "version": int(version), "registered": True, "promoted": gate.promote,
             "champion_version": int(champion_version), "summary": summary, "reason": gate.reason,
-            "meets_target": meets, "target_note": note, "challenger": challenger, "previous_champion": previous,
-            "run_id": run_id}
+            "meets_target": gate.meets_target, "target_note": gate.target_note, "challenger": challenger,
+            "previous_champion": previous, "run_id": run_id}
 
 
 def main(argv: list[str] | None = None) -> int:
