@@ -100,7 +100,7 @@ def _register(pipeline: str, task, p, name: str, evaluated_path: Path, gate_dir:
             else "rejected", "gate.reason": gate.reason}  # gate.meets_target: this version's own figures
     if gate.promote:  # the note speaks of the champion the decision leaves: this version
         tags["gate.target_note"] = gate.target_note
-    version = registry.register(client, info.model_uri, name, run_id, tags)
+    version = registry.register(info.model_uri, name, tags)
     registry.set_alias(client, name, registry.CHALLENGER, version)
     if gate.promote:
         registry.set_alias(client, name, registry.CHAMPION, version)

@@ -135,19 +135,10 @@ def find_version(client: mlflow.MlflowClient, name: str, tag: str, value: str):
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
-def register(client: mlflow.MlflowClient, model_uri: str, name: str, run_id: str, tags: dict) -> str:
+def register(model_uri: str, name: str, tags: dict) -> str:
     """A new version of `name` (created on first use) with `tags`; its version number."""
-    from mlflow.exceptions import MlflowException
-
     with registry_errors():
-        try:
-            client.create_registered_model(name)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        version = client.create_model_version(name, model_uri, run_id=run_id,
-                                              tags={k: str(v) for k, v in tags.items()})
-        return version.version
+        return mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()}).version
 
 
 def set_alias(client: mlflow.MlflowClient, name: str, alias: str, version: str) -> None:

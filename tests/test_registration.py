@@ -33,7 +33,7 @@ def store(tmp_path, monkeypatch):
 
 
 def classifier(path, seed):
-    save_classifier(build_classifier(ClassifierConfig(kind="mlp", depth=1, width=8), seed), path)
+    save_classifier(build_classifier(ClassifierConfig(kind="mlp", hidden=(8,)), seed), path)
     return path
 
 
@@ -46,7 +46,7 @@ def test_empty_store_gets_a_champion_and_a_rerun_registers_nothing(store, gate_d
     first = register.run("day-night", P, model, gate_dir, tmp_path / "report")
     assert first["registered"] and first["promoted"] and first["version"] == 1
     champion = store.get_model_version_by_alias("day-night", "champion")
-    assert champion.version == "1" and champion.tags["cs230.identity"] == register.model_identity(
+    assert int(champion.version) == 1 and champion.tags["cs230.identity"] == register.model_identity(
         register.file_sha256(model), gate_data.read_gate_info(gate_dir)["gate_hash"])
     assert champion.tags["gate.decision"] == "promoted" and champion.tags["gate.meets_target"] in ("True", "False")
 
@@ -60,11 +60,11 @@ def test_a_different_model_is_a_new_version_and_a_lost_champion_alias_is_restore
     one = register.run("day-night", P, classifier(tmp_path / "a" / "classifier.pt", seed=1), gate_dir, tmp_path / "r")
     two = register.run("day-night", P, classifier(tmp_path / "b" / "classifier.pt", seed=2), gate_dir, tmp_path / "r")
     assert (one["version"], two["version"]) == (1, 2) and versions(store) == [1, 2]
-    assert store.get_model_version_by_alias("day-night", "challenger").version == "2"
+    assert int(store.get_model_version_by_alias("day-night", "challenger").version) == 2
     store.delete_registered_model_alias("day-night", "champion")
     again = register.run("day-night", P, tmp_path / "b" / "classifier.pt", gate_dir, tmp_path / "r")
     assert not again["registered"] and again["promoted"] and versions(store) == [1, 2]
-    assert store.get_model_version_by_alias("day-night", "champion").version == "2"
+    assert int(store.get_model_version_by_alias("day-night", "champion").version) == 2
 
 
 def test_a_store_that_does_not_answer_promotes_nothing(store, gate_dir, tmp_path, monkeypatch):
@@ -77,7 +77,7 @@ def test_a_store_that_does_not_answer_promotes_nothing(store, gate_dir, tmp_path
         registry.alias_version(registry.client(), "day-night", registry.CHAMPION)
     with pytest.raises(StageError, match="MLflow registry at"):
         register.run("day-night", P, classifier(tmp_path / "b" / "classifier.pt", seed=2), gate_dir, tmp_path / "r")
-    assert versions(store) == [1] and store.get_model_version_by_alias("day-night", "champion").version == "1"
+    assert versions(store) == [1] and int(store.get_model_version_by_alias("day-night", "champion").version) == 1
 
 
 def test_no_champion_only_when_the_model_or_alias_is_missing(store):
