@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from components.audio.detection import DetectionConfig, StreamingDetector
-from components.audio.model import load_model
-from components.config import load_params
-from components.tasks.trigger_word.fitting import build_model
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-DETECTOR = Path("models/trigger_word/detector.pt")
+from components.audio.detection import StreamingDetector  # noqa: E402
+from components.audio.model import load_model  # noqa: E402
+from components.config import load_params  # noqa: E402
+from components.tasks.trigger_word.fitting import build_model  # noqa: E402
+
+DETECTOR = ROOT / "models/trigger_word/detector.pt"
 
 
 def main() -> None:
@@ -28,14 +32,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    p = load_params().trigger_word
+    p = load_params(ROOT / "params.yaml").trigger_word
     model = load_model(DETECTOR) if DETECTOR.is_file() else build_model(p).eval()
     source = "trained detector" if DETECTOR.is_file() else "random weights, params' size"
     rng = np.random.default_rng(0)
     minute = (0.05 * rng.standard_normal(16000 * 60)).astype(np.float32)
     chunk = 16 * args.chunk_ms
-    cfg = DetectionConfig(smoothing_steps=p.detection.smoothing_steps, refractory_s=p.detection.refractory_s,
-                          threshold=model.threshold)
+    cfg = model.detection_config()  # the settings the model carries, as every consumer uses
     rtfs = []
     for _ in range(args.repeats):
         streamer, detector = model.stream(), StreamingDetector(model.step_seconds, cfg)

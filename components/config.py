@@ -165,13 +165,13 @@ class ModelParams(Section):
 class TrainParams(Section):
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
-    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 12  # the budget: epochs, never minutes
     patience: Annotated[int, Field(ge=1, le=100)] = 4
     pos_weight: float = Field(5.0, gt=0.0, le=1000.0)
     weight_decay: float = Field(0.0, ge=0.0)
     lr_schedule: Literal["plateau", "onecycle", "cosine", "constant"] = "plateau"
-    max_minutes: float = Field(7.0, gt=0.0)
-    threads: Annotated[int, Field(ge=0, le=256)] = 0   # 0: one per core
+    safety_minutes: float = Field(60.0, gt=0.0)  # past it the stage fails; it never shortens training
+    threads: Annotated[int, Field(ge=0, le=256)] = 0   # 0: one per core (same count, same model)
 
 
 class DetectionParams(Section):
@@ -182,8 +182,13 @@ class DetectionParams(Section):
 
 
 class GateParams(Section):
-    min_frr_improvement: float = Field(0.0, ge=0.0, le=1.0)
-    fa_per_hour_tolerance: float = Field(0.0, ge=0.0)
+    """trigger_word.gate: the fixed gate set (stage trigger_word-gate_data) and the promotion rule."""
+    seed: int = 1  # the gate set's own seed: never the pipeline's, so every training seed meets the same set
+    negative_hours: float = Field(5.0, ge=0.01, le=100.0)  # negative-only audio (>= 5 h for a 0.5 FA/h target)
+    positive_clips: Annotated[int, Field(ge=1, le=100_000)] = 400  # clips of 1..clips.max_triggers triggers
+    target_fa_per_hour: float = Field(0.5, gt=0.0)  # both models' FRR is compared at this FA/h
+    target_frr: Prob = 0.1  # the quality floor: FRR a champion should reach at target_fa_per_hour
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the Wilson (FRR) and Poisson (false accepts) intervals
 
 
 class TuneSpace(Section):
@@ -219,7 +224,6 @@ class TuneBudget(Section):
     max_epochs: Annotated[int, Field(ge=1, le=100)] = 4
     grace_epochs: Annotated[int, Field(ge=1, le=100)] = 1
     reduction_factor: Annotated[int, Field(ge=2, le=10)] = 2
-    trial_minutes: float = Field(3.0, gt=0.0)
 
     @model_validator(mode="after")
     def _grace_within_budget(self):
@@ -236,12 +240,12 @@ class ExportParams(Section):
     """`cs230 export`: the on-device variants (components/export.py)."""
     sparsity: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     finetune_clips: Annotated[int, Field(ge=0)] = 800  # 0: the whole train split
-    prune_max_minutes: float = Field(2.0, gt=0.0)
+    prune_epochs: Annotated[int, Field(ge=1, le=1000)] = 8
     prune_lr: float = Field(5e-4, gt=0.0, le=1.0)
     student_conv_filters: Annotated[int, Field(ge=1, le=512)] = 32
     student_gru_hidden: Annotated[int, Field(ge=1, le=512)] = 48
     student_gru_layers: Annotated[int, Field(ge=1, le=4)] = 1
-    distill_max_minutes: float = Field(5.0, gt=0.0)
+    distill_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
     distill_lr: float = Field(2e-3, gt=0.0, le=1.0)
     latency_repeats: Annotated[int, Field(ge=1, le=100)] = 5
 
@@ -338,10 +342,10 @@ class DayNightTrain(Section):
     lr_decay: float = Field(0.1, ge=0.0)  # epoch e trains at lr / (1 + lr_decay (e - 1))
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     weight_decay: float = Field(0.0, ge=0.0)  # L2
-    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 40
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 40  # the budget: epochs, never minutes
     patience: Annotated[int, Field(ge=1, le=100)] = 6
-    max_minutes: float = Field(4.0, gt=0.0)
-    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core
+    safety_minutes: float = Field(30.0, gt=0.0)  # past it the stage fails; it never shortens training
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core (same count, same model)
 
 
 class DayNightSpace(Section):
@@ -384,8 +388,14 @@ class DayNightEvaluation(Section):
 
 
 class DayNightGate(Section):
+    """day_night.gate: the fixed gate set (stage day_night-gate_data) and the promotion rule."""
+    seed: int = 1  # the gate set's own seed, independent of the pipeline's
+    images: Annotated[int, Field(ge=100, le=1_000_000)] = 5000  # rendered scenes, balanced by generate.night_share
     metric: Literal["roc_auc", "accuracy", "ece", "log_loss"] = "roc_auc"
-    min_improvement: float = Field(0.0, ge=0.0)  # the challenger must beat the champion by more
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the intervals a gain must clear
+    accuracy_tolerance: Prob = 0.002  # never promote accuracy lower than the champion's by more
+    ece_tolerance: Prob = 0.01  # never promote ECE higher than the champion's by more
+    target_accuracy: Prob = 0.97  # the quality floor: gate accuracy a champion should reach
 
 
 class DayNightParams(Section):
@@ -414,6 +424,10 @@ class ServeParams(Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16_000_000
     max_audio_seconds: float = Field(60.0, gt=0.0, le=3600.0)
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=10_000)] = 16
+    max_stream_bytes: Annotated[int, Field(ge=1024, le=1 << 34)] = 64_000_000
+    max_stream_seconds: float = Field(600.0, gt=0.0, le=86_400.0)
+    max_image_pixels: Annotated[int, Field(ge=64 * 64, le=1 << 31)] = 25_000_000
     poll_seconds: float = Field(30.0, ge=0.0)  # 0: no polling, only POST /v1/admin/reload
     inference_threads: Annotated[int, Field(ge=1, le=64)] = 2
     replicas: Annotated[int, Field(ge=1, le=256)] = 1

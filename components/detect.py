@@ -3,7 +3,9 @@
 A file is never loaded whole: it is read in blocks, downmixed, resampled with a streaming
 resampler when its rate is not the model's, and fed to the model's streamer and a
 `StreamingDetector`. Memory stays bounded for an hour of audio, and at the model's rate the
-detections equal offline `detect()` on the whole clip.
+detections equal offline `detect()` on the whole clip. The detection settings are the model's
+own (threshold, smoothing, refractory period: chosen at evaluation, saved in the model) unless
+the caller passes others (the CLI's explicit flags).
 
 A bad file raises `AudioReadError` with a one-line reason. That covers a WAV whose header
 declares more audio than the file holds: libsndfile would quietly decode the part that is
@@ -12,7 +14,7 @@ loaded raises `ModelLoadError`. MLflow is imported only when a model URI is give
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -40,38 +42,54 @@ def iter_inputs(paths: list[str], base: Path) -> Iterator[Input]:
     return refs.iter_inputs(paths, base, find_audio_files, " or ".join(AUDIO_SUFFIXES))
 
 
+class AudioTooLong(AudioReadError):
+    """More audio than the caller's limit, counted in samples decoded, never the header's claim."""
+
+
 def stream_detections(model: TriggerWordModel, path: Path, cfg: DetectionConfig,
-                      block_seconds: float = BLOCK_SECONDS) -> tuple[float, list[Detection]]:
-    """(duration in seconds, detections at `cfg.threshold`) of one file, streamed."""
+                      block_seconds: float = BLOCK_SECONDS,
+                      max_seconds: float | None = None) -> tuple[float, list[Detection]]:
+    """(duration in seconds, detections at `cfg.threshold`) of one file, streamed.
+
+    With `max_seconds`, decoding stops (AudioTooLong) one block after that much audio came out of
+    the decoder, whatever the header claims: a file cannot lie its way past the limit.
+    """
     streamer = model.stream()
     detector = StreamingDetector(model.step_seconds, cfg)
     info: dict = {}
     detections: list[Detection] = []
+    limit = math.inf if max_seconds is None else max_seconds * model.feature_config.sample_rate
+    decoded = 0
     for chunk in stream_audio(path, model.feature_config.sample_rate, block_seconds, info):
+        decoded += len(chunk)
+        if decoded > limit:
+            raise AudioTooLong(f"audio is over {max_seconds:g} s long; the limit is {max_seconds:g} s")
         detections += detector.process(streamer.process(chunk))
     return info["frames"] / info["rate"], detections
 
 
-def detect_file(model: TriggerWordModel, path: Path, cfg: DetectionConfig,
-                threshold: float | None = None, block_seconds: float = BLOCK_SECONDS) -> dict:
+def detect_file(model: TriggerWordModel, path: Path, cfg: DetectionConfig | None = None,
+                block_seconds: float = BLOCK_SECONDS, max_seconds: float | None = None) -> dict:
     """The JSON record of one file, without its name: duration (ms) and detections (3 decimals).
 
-    `threshold` None uses the model's own operating point (`model.threshold`).
+    `cfg` None uses the model's own settings (`model.detection_config()`); a caller that
+    overrides one passes `model.detection_config(threshold=...)`.
     """
-    cfg = dataclasses.replace(cfg, threshold=model.threshold if threshold is None else threshold)
-    duration, detections = stream_detections(model, path, cfg, block_seconds)
+    cfg = model.detection_config() if cfg is None else cfg
+    duration, detections = stream_detections(model, path, cfg, block_seconds, max_seconds)
     return {"duration_s": round(duration, 3),
             "detections": [{"time_s": round(d.time_s, 3), "score": round(d.score, 3)} for d in detections]}
 
 
-def detect_inputs(model: TriggerWordModel, inputs: Iterator[Input], cfg: DetectionConfig,
-                  threshold: float | None = None) -> Iterator[dict]:
-    """One record per input: {"file", "duration_s", "detections"} or {"file", "error"}."""
+def detect_inputs(model: TriggerWordModel, inputs: Iterator[Input],
+                  cfg: DetectionConfig | None = None) -> Iterator[dict]:
+    """One record per input: {"file", "duration_s", "detections"} or {"file", "error"};
+    `cfg` None: the model's own settings."""
     for item in inputs:
         if item.error is not None:
             yield {"file": item.name, "error": item.error}
             continue
         try:
-            yield {"file": item.name, **detect_file(model, item.path, cfg, threshold)}
+            yield {"file": item.name, **detect_file(model, item.path, cfg)}
         except AudioReadError as exc:
             yield {"file": item.name, "error": str(exc)}

@@ -11,6 +11,8 @@
    over the first test clip); FRR and FA/h on test + negative_stream_test. Operating point: the
    model's own threshold for fp32, int8 and pruned; the student picks its own on validation (val +
    negative_stream_val: the lowest threshold with FA/h <= detection.target_fa_per_hour, as evaluate).
+   Smoothing and refractory period are the model's own, as evaluate saved them (never params.yaml's);
+   --threshold, --smoothing-steps and --refractory-s override them.
 4. Writes export_report.json (one row per variant: variant, size_kb, latency_ms_per_s, frr,
    fa_per_hour) and export_details.json (thresholds, parameter counts, sparsity, each variant's FRR
    at fp32's FA/h, the targets), and logs the figures, both files and the ONNX files to MLflow: the
@@ -38,11 +40,12 @@ from components.audio.model import ModelConfig, TriggerWordModel
 from components.audio.training import ClipDataset
 from components.config import TriggerWordParams
 from components.detect import champion_uri, load_detector
+from components.errors import SafetyStop
 from components.refs import ModelLoadError
 from components.ondevice import compress
 from components.ondevice.onnx_export import export_step
 from components.ondevice.runner import StepRunner
-from components.stage_cli import StageError, stage_main
+from components.stage_cli import StageError, add_detection_flags, detection_overrides, stage_main
 from components.split import read_split
 from components.tasks.trigger_word.fitting import train_config
 
@@ -60,10 +63,9 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
                    out: Path) -> dict:
     """Write the four ONNX files; returns {variant: {"path", "threshold", "parameters", ...}}."""
     e, step = p.export, teacher.samples_per_step
-    meta = {"word": p.word, "smoothing_steps": str(p.detection.smoothing_steps),
-            "refractory_s": repr(p.detection.refractory_s)}
+    meta = {"word": p.word}  # smoothing, refractory period, threshold: each model's own (step_model)
     train_ids = read_split(split_dir, "train")
-    if 0 < e.finetune_clips < len(train_ids):  # a seeded subset: an epoch must fit the time caps
+    if 0 < e.finetune_clips < len(train_ids):  # a seeded subset keeps an epoch short
         train_ids = sorted(np.random.default_rng(p.seed).choice(train_ids, e.finetune_clips, replace=False))
     train_ds = ClipDataset(data_dir, train_ids, samples_per_step=step)
     val_ds = ClipDataset(data_dir, read_split(split_dir, "val"), samples_per_step=step)
@@ -77,14 +79,14 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
 
     pruned, result = compress.prune_and_finetune(
         teacher, e.sparsity, train_ds, val_ds,
-        train_config(p, {"lr": e.prune_lr, "max_minutes": e.prune_max_minutes}), log("pruned"))
+        train_config(p, {"lr": e.prune_lr, "max_epochs": e.prune_epochs}), log("pruned"))
     pruned.threshold = teacher.threshold  # the operating point stays the model's (see module doc)
     built["pruned"] = {"path": export_step(pruned, out / "pruned.onnx", {**meta, "variant": "pruned"}),
                        "threshold": teacher.threshold, "parameters": teacher_n,
                        "sparsity": round(compress.sparsity(pruned), 4), "finetune_epochs": len(result.history)}
 
     result = compress.distill(teacher, student, train_ds, val_ds, train_config(
-        p, {"lr": e.distill_lr, "max_minutes": e.distill_max_minutes, "pos_weight": 1.0}), log("distilled"))
+        p, {"lr": e.distill_lr, "max_epochs": e.distill_epochs, "pos_weight": 1.0}), log("distilled"))
     student.threshold = pick_threshold(p, student, data_dir, split_dir)
     built["distilled"] = {"path": export_step(student, out / "distilled.onnx", {**meta, "variant": "distilled"}),
                           "threshold": student.threshold, "parameters": student_n,
@@ -107,12 +109,12 @@ def build_student(p: TriggerWordParams, teacher: TriggerWordModel) -> TriggerWor
 
 
 def pick_threshold(p: TriggerWordParams, model: TriggerWordModel, data_dir: Path, split_dir: Path) -> float:
-    """The operating threshold on validation, as the evaluate stage picks it."""
+    """The operating threshold on validation, as the evaluate stage picks it (with the smoothing and
+    refractory period the model carries: the student inherits the teacher's)."""
     manifest = pd.read_csv(data_dir / "manifest.csv")
     clips = [c for name in ("val", "negative_stream_val")
              for c in score_split(model, data_dir, manifest, read_split(split_dir, name))]
-    cfg = det.DetectionConfig(smoothing_steps=p.detection.smoothing_steps, refractory_s=p.detection.refractory_s)
-    curve = det_curve(clips, model.step_seconds, cfg, p.detection.window_after_s)
+    curve = det_curve(clips, model.step_seconds, model.detection_config(), p.detection.window_after_s)
     return float(det.pick_operating_threshold(curve, p.detection.target_fa_per_hour))
 
 
@@ -137,7 +139,7 @@ def measure(p: TriggerWordParams, built: dict, data_dir: Path, split_dir: Path) 
         for v in VARIANTS:
             tracks[v].append((runners[v].probs(wave).astype(np.float64), json.loads(row.triggers), row.duration_s))
     first = sf.read(str(data_dir / rows.iloc[0]["file"]), dtype="float32")[0]
-    cfg = det.DetectionConfig(smoothing_steps=p.detection.smoothing_steps, refractory_s=p.detection.refractory_s)
+    cfg = runners["fp32"].detection  # the smoothing and refractory period the ONNX files carry (the model's)
     step_s, window = runners["fp32"].step_seconds, p.detection.window_after_s
     report, details = [], {}
     # the evaluate grid, much finer near 1 (where confident models operate: one false accept more or
@@ -171,14 +173,22 @@ def _frr_at(curve: det.DetCurve, fa_per_hour: float) -> float | None:
 
 
 def run(p: TriggerWordParams, model_ref: str, data_dir: Path, split_dir: Path, out_dir: Path,
-        tracking_uri: str | None = None) -> list[dict]:
+        tracking_uri: str | None = None, overrides: dict | None = None) -> list[dict]:
+    """`overrides` (threshold, smoothing_steps, refractory_s) replace the model's own
+    settings in every variant; the rest stay those the model was saved with."""
     try:
         teacher = load_detector(model_ref, tracking_uri=tracking_uri)
+        teacher.set_detection_config(teacher.detection_config(**(overrides or {})))
     except ModelLoadError as exc:
         raise StageError(f"model {exc}") from None
+    except ValueError as exc:  # a flag out of range
+        raise StageError(f"export: {exc}") from None
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     out_dir.mkdir(parents=True, exist_ok=True)  # only our files are (over)written: --out may hold others
-    built = build_variants(p, teacher, data_dir, split_dir, out_dir)
+    try:
+        built = build_variants(p, teacher, data_dir, split_dir, out_dir)
+    except SafetyStop as exc:
+        raise StageError(f"trigger_word.train.safety_minutes: {exc}") from None
     _say("measuring every variant on " + " + ".join(EVALUATED))
     report, details = measure(p, built, data_dir, split_dir)
     by = {r["variant"]: r for r in report}
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=paths.MODELS_DIR / "trigger_word" / "export")
     parser.add_argument("--data", type=Path, default=base / "generated")
     parser.add_argument("--split", type=Path, default=base / "split")
+    add_detection_flags(parser)  # the student picks its own threshold whatever --threshold says
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")  # as `cs230`
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -240,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             import mlflow
 
             report = run(p, args.model or champion_uri(p.slug), args.data, args.split, args.out,
-                         tracking_uri=mlflow.get_tracking_uri())
+                         tracking_uri=mlflow.get_tracking_uri(), overrides=detection_overrides(args))
         return {"out": str(args.out), "report": report}
 
     return stage_main(parser, argv, body)

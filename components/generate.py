@@ -26,12 +26,18 @@ from components import paths, tracking
 from components.audio import audio_io
 from components.audio.clips import ClipSpec, assemble_clip
 from components.audio.figures import plot_clip_examples
-from components.audio.speech_bank import SpeechBank, plan_renders, render_all
+from components.audio.speech_bank import GroupLayout, RenderJob, SpeechBank, plan_renders, render_all
 from components.config import TriggerWordParams
 from components.stage_cli import stage_main, staged_output
 
 PIPELINE = "trigger-word"
 SUBSET_DIRS = {"main": "clips", "unseen_voice": "clips", "negative_stream": "negative_stream"}
+
+
+def render_plan(p: TriggerWordParams) -> tuple[list[RenderJob], GroupLayout]:
+    """Every TTS render of the dataset and its resource group (drawn from the seed's stream 99)."""
+    return plan_renders(p.word, p.speech, p.generate.groups, p.negative_stream.groups,
+                        np.random.default_rng([p.seed, 99]))
 
 
 def plan_clips(p: TriggerWordParams, bank: SpeechBank) -> list[ClipSpec]:
@@ -86,10 +92,24 @@ def _init_worker() -> None:
 def _make_clip(spec: ClipSpec) -> tuple[dict, np.ndarray]:
     bank, recordings, p, out_dir = _STATE["bank"], _STATE["recordings"], _STATE["params"], _STATE["out_dir"]
     audio, row, labels = assemble_clip(spec, bank, recordings, p)
-    rel = Path(SUBSET_DIRS[spec.subset]) / f"{spec.clip_id}.wav"
+    rel = Path(_STATE["folders"][spec.subset]) / f"{spec.clip_id}.wav"
     audio_io.write_wav(out_dir / rel, audio, p.audio.sample_rate)
     row["file"] = str(rel)
     return row, labels
+
+
+def worker_count(p: TriggerWordParams) -> int:
+    return p.generate.workers or len(os.sched_getaffinity(0))
+
+
+def make_clips(specs: list[ClipSpec], bank: SpeechBank, recordings: dict, p: TriggerWordParams, out_dir: Path,
+               folders: dict[str, str]) -> list[tuple[dict, np.ndarray]]:
+    """Assemble every clip on forked workers (they inherit the bank, nothing is pickled) and
+    write each to <out_dir>/<folders[its subset]>/<clip_id>.wav; (manifest row, labels) per
+    spec, in order. Also the gate set's maker (components/tasks/trigger_word/data.py)."""
+    _STATE.update(bank=bank, recordings=recordings, params=p, out_dir=out_dir, folders=folders)
+    with mp.get_context("fork").Pool(worker_count(p), initializer=_init_worker) as pool:
+        return list(tqdm(pool.imap(_make_clip, specs, chunksize=4), total=len(specs), desc="clips", unit="clip"))
 
 
 def run(p: TriggerWordParams, raw_backgrounds: Path, out_dir: Path, report_dir: Path, cache_dir: Path) -> dict:
@@ -103,18 +123,14 @@ def run(p: TriggerWordParams, raw_backgrounds: Path, out_dir: Path, report_dir: 
 
 def _generate(p: TriggerWordParams, raw_backgrounds: Path, out_dir: Path, report_dir: Path, cache_dir: Path) -> dict:
     started = time.perf_counter()
-    workers = p.generate.workers or len(os.sched_getaffinity(0))
-    rng = np.random.default_rng([p.seed, 99])
-    jobs, layout = plan_renders(p.word, p.speech, p.generate.groups, p.negative_stream.groups, rng)
-    audio = render_all(jobs, cache_dir, workers)
+    jobs, layout = render_plan(p)
+    audio = render_all(jobs, cache_dir, worker_count(p))
     bank = SpeechBank(jobs, audio, layout)
     tts_s = time.perf_counter() - started
 
     specs = plan_clips(p, bank)
-    _STATE.update(bank=bank, recordings=load_recordings(raw_backgrounds, p.audio.sample_rate, layout.unseen),
-                  params=p, out_dir=out_dir)
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-        results = list(tqdm(pool.imap(_make_clip, specs, chunksize=4), total=len(specs), desc="clips", unit="clip"))
+    results = make_clips(specs, bank, load_recordings(raw_backgrounds, p.audio.sample_rate, layout.unseen), p,
+                         out_dir, SUBSET_DIRS)
 
     rows, labels = [], []
     for row, lab in results:

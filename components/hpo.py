@@ -1,12 +1,13 @@
 """Bookkeeping of the tune stage: search space, study identity, trial subsets, the ledger
 of finished trials that lets an interrupted search resume, and the driver-side hooks
-(ASHA that tells pruned from completed trials; a callback that records each trial).
+(successive halving that gives the same decisions in any arrival order; a callback that
+records each trial).
 
 The ledger is an Optuna study in a JournalStorage file. The driver writes a trial to it
 only when the trial has finished, so an interrupted search leaves a study holding just
 the finished trials; a restart runs only the ones still missing and hands the finished
 ones back to the sampler. Failed trials are kept (state FAIL) but do not count as done.
-ASHA's rungs are not restored: trials of a resumed search are pruned only against each other.
+The rungs are not restored: trials of a resumed search are pruned only against each other.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import FIFOScheduler
 
-STATUSES = ("completed", "pruned", "time_limit", "failed")
+STATUSES = ("completed", "pruned", "failed")
 
 
 def split_config(config: dict, task) -> dict:
@@ -56,7 +57,7 @@ def study_name(prefix: str, p, trial_identity: dict, files: list[Path]) -> str:
 @dataclass(frozen=True)
 class TrialRecord:
     trial: int  # 0-based, in order of creation across every run of the study
-    status: str  # one of STATUSES; "time_limit": cut by tune.trial_minutes
+    status: str  # one of STATUSES
     epochs: int
     val_loss: float | None  # the ranking loss on the val subset (the task's), best epoch
     val_score: float | None  # the task's SCORE (e.g. frame F1, accuracy) at that epoch
@@ -117,27 +118,54 @@ class Ledger:
             distributions=self.distributions, user_attrs={"record": asdict(record)}))
 
 
-class PruneAwareASHA(ASHAScheduler):
-    """ASHA that remembers the trials it cut short: Ray reports them as done like the rest."""
+class BatchedHalving(FIFOScheduler):
+    """Successive halving whose decisions do not depend on which trial reports first.
 
-    def __init__(self, max_t: int, **kwargs):
-        super().__init__(max_t=max_t, **kwargs)
-        self.max_epochs, self.pruned = max_t, set()
+    The search runs in batches of `batch_size` trials, numbered by creation: the searcher
+    proposes a batch only when the previous one has finished (ConcurrencyLimiter with
+    batch=True), so TPE always sees the same finished trials. At each rung (grace_epochs x
+    reduction_factor^k epochs, below max_epochs) a trial goes on only if its val_loss is
+    within the best 1/reduction_factor of the losses at that rung of the *earlier batches'*
+    trials, which have all finished. ASHA would compare it with whichever trials of its own
+    batch happened to get there first, so the same search on a busier machine pruned other
+    trials and could pick another best configuration. The first batch is never pruned.
+    """
 
-    def on_trial_result(self, tune_controller, trial, result):
-        decision = super().on_trial_result(tune_controller, trial, result)
-        # ASHA also says STOP to a trial that has used its whole budget: that one completed
-        if decision == self.STOP and result["training_iteration"] < self.max_epochs:
+    def __init__(self, metric: str, max_epochs: int, grace_epochs: int, reduction_factor: int, batch_size: int):
+        super().__init__()
+        self._metric, self._mode = metric, "min"
+        self.max_epochs, self.reduction_factor, self.batch_size = max_epochs, reduction_factor, batch_size
+        rungs = [grace_epochs * reduction_factor ** k for k in range(max_epochs)]
+        self.rungs = {r: {} for r in rungs if r < max_epochs}  # rung epoch -> {trial index: loss}
+        self.index: dict[str, int] = {}  # Ray trial id -> creation index in this search
+        self.pruned: set[str] = set()  # trials stopped at a rung (the rest ran max_epochs, or failed)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self.index[trial.trial_id] = len(self.index)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        epoch, loss = result["training_iteration"], result[self._metric]
+        if epoch >= self.max_epochs:
+            return self.STOP
+        if epoch not in self.rungs:
+            return self.CONTINUE
+        me = self.index[trial.trial_id]
+        recorded = self.rungs[epoch]
+        recorded[me] = loss
+        first_of_batch = me - me % self.batch_size
+        earlier = [v for i, v in recorded.items() if i < first_of_batch]
+        if earlier and loss > np.nanpercentile(earlier, 100 / self.reduction_factor):
             self.pruned.add(trial.trial_id)
-        return decision
+            return self.STOP
+        return self.CONTINUE
 
 
 class TrialLog(tune.Callback):
     """Driver side of each trial: numbers it, records it in the ledger when it ends,
     prints its line and closes its MLflow run (a stopped trial never closes its own)."""
 
-    def __init__(self, ledger: Ledger, max_epochs: int, scheduler: PruneAwareASHA, mlflow_uri: str | None):
-        self.ledger, self.max_epochs, self.scheduler = ledger, max_epochs, scheduler
+    def __init__(self, ledger: Ledger, scheduler: BatchedHalving, mlflow_uri: str | None):
+        self.ledger, self.scheduler = ledger, scheduler
         self.offset = ledger.trials_started()
         self.mlflow_uri = mlflow_uri
 
@@ -163,8 +191,7 @@ class TrialLog(tune.Callback):
     def _finish(self, trial, failed: bool) -> None:
         r = trial.last_result or {}
         epochs = r.get("training_iteration", 0)
-        status = ("failed" if failed else "pruned" if trial.trial_id in self.scheduler.pruned
-                  else "completed" if epochs >= self.max_epochs else "time_limit")
+        status = "failed" if failed else "pruned" if trial.trial_id in self.scheduler.pruned else "completed"
         scored = "best_val_loss" in r
         record = TrialRecord(self.number(trial), status, epochs, r["best_val_loss"] if scored else None,
                              r["best_val_score"] if scored else None, r["best_epoch"] if scored else None,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import mlflow
 import numpy as np
@@ -21,6 +23,7 @@ from mlflow.types.schema import Schema, TensorSpec
 
 from components.classify import CLASSIFIER_FILE
 from components.detect import DETECTOR_FILE
+from components.errors import first_line
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -88,9 +91,65 @@ def log_classifier(classifier_path: Path) -> mlflow.models.model.ModelInfo:
     return _log_pyfunc(classifier_path, CLASSIFIER_FILE, ClassifierModel(), signature, example, ["pillow"])
 
 
-def alias_version(client: mlflow.MlflowClient, name: str, alias: str):
-    """The model version holding `alias`, or None (also when the model is not registered)."""
+class RegistryError(Exception):
+    """The registry did not answer or refused; one line naming the store. Never means "no champion"."""
+
+
+@contextmanager
+def registry_errors() -> Iterator[None]:
+    """Any failure of the store (server down, permission, a broken database) as one RegistryError line."""
     try:
-        return client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
+        yield
+    except RegistryError:
+        raise
+    except Exception as exc:
+        raise RegistryError(f"MLflow registry at {mlflow.get_tracking_uri()}: {type(exc).__name__}: "
+                            f"{first_line(exc)}") from None
+
+
+def client() -> mlflow.MlflowClient:
+    return mlflow.MlflowClient()
+
+
+def alias_version(client: mlflow.MlflowClient, name: str, alias: str):
+    """The model version holding `alias`; None only when the model is not registered or no
+    version holds the alias. Every other error is a RegistryError: a store that fails to
+    answer must not look like an empty registry (that would promote anything)."""
+    from mlflow.exceptions import MlflowException
+
+    with registry_errors():
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        version = model.aliases.get(alias)
+        return None if version is None else client.get_model_version(name, str(version))
+
+
+def find_version(client: mlflow.MlflowClient, name: str, tag: str, value: str):
+    """The version of `name` whose tag `tag` equals `value` (the oldest if several), or None."""
+    with registry_errors():
+        found = client.search_model_versions(f"name = '{name}' and tags.`{tag}` = '{value}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def register(model_uri: str, name: str, tags: dict) -> str:
+    """A new version of `name` (created on first use) with `tags`; its version number."""
+    with registry_errors():
+        return mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()}).version
+
+
+def set_alias(client: mlflow.MlflowClient, name: str, alias: str, version: str) -> None:
+    with registry_errors():
+        client.set_registered_model_alias(name, alias, str(version))
+
+
+@contextmanager
+def model_run(run_id: str | None, experiment_id: str) -> Iterator:
+    """The pipeline's run (left open: the flow ends it), or a run of this stage's own."""
+    with registry_errors():
+        run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id)
+    with run:
+        yield run

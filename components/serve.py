@@ -10,7 +10,11 @@
 `create_app(config)` is the whole server: uvicorn runs it here (`run`), Ray Serve runs the
 same app in each replica (components/serving/ray_app.py). Its lifespan loads the models
 (unless a loaded `ModelHolder` is given), sets one torch thread, and polls the registry.
-Every error is `{"error": "..."}` with a 4xx status; none stops the server.
+Every error is `{"error": "..."}` with a 4xx status (503 when busy); none stops the server.
+Limits (params.yaml `serve:`): body bytes, audio seconds (counted as decoded), requests in
+flight, bytes and seconds of a stream, image pixels (from the header, before decoding).
+Detection settings are each served model's own (`detection_config()`), so a new champion
+brings its own; `detection_overrides` (the operator's flags) replace them for every model.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import asyncio
 import hmac
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from fastapi import FastAPI, Request
@@ -27,7 +31,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.websockets import WebSocket
 
-from components.audio.detection import DetectionConfig
 from components.config import ServeParams
 from components.serving import day_night, trigger_word
 from components.serving.holder import ModelHolder
@@ -45,13 +48,17 @@ class ServeConfig:
     refs: dict  # kind -> model reference: models:/<name>@champion, another URI, or a path
     tracking_uri: str | None = None
     limits: ServeParams = ServeParams()
-    detection: DetectionConfig = DetectionConfig()  # threshold unused: each model has its own
+    # detection settings the operator set (threshold, smoothing_steps, refractory_s): they
+    # replace those of every model served; the rest stay each model's own, hot-swaps included
+    detection_overrides: dict = field(default_factory=dict)
     token: str | None = None
 
 
 class BearerToken:
     """ASGI middleware: with a token set, every HTTP and WebSocket route but OPEN_PATHS needs
-    `Authorization: Bearer <token>` (a WebSocket may pass `?token=` instead); else 401."""
+    `Authorization: Bearer <token>`; else 401. A browser's WebSocket cannot set headers, so it may
+    offer the subprotocols `bearer, <token>` instead (the server answers with `bearer`). The token
+    is never taken from the URL, which access logs and proxies record."""
 
     def __init__(self, app, token: str):
         self.app, self.token = app, token.encode()
@@ -68,9 +75,31 @@ class BearerToken:
         header = dict(scope.get("headers", [])).get(b"authorization", b"")
         given = header[7:] if header[:7].lower() == b"bearer " else b""
         if not given and scope["type"] == "websocket":
-            from urllib.parse import parse_qs
-            given = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0].encode()
+            given = trigger_word.subprotocol_token(scope).encode()
         return bool(given) and hmac.compare_digest(given, self.token)
+
+
+class ConcurrencyLimit:
+    """ASGI middleware: at most `limit` HTTP requests and WebSocket sessions in flight (OPEN_PATHS
+    aside, so health checks answer under load); one more is refused at once with 503 and a JSON
+    error rather than queued, so a flood cannot pile up bodies, temporary files and threads."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit, self.active = app, limit, 0  # one event loop: no lock needed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        if self.active >= self.limit:
+            message = f"server busy: {self.limit} requests in flight (serve.max_concurrent_requests); retry later"
+            if scope["type"] == "http":
+                return await JSONResponse({"error": message}, 503, {"Retry-After": "1"})(scope, receive, send)
+            return await trigger_word.deny(WebSocket(scope, receive, send), 503, message)
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 async def _poll(holder: ModelHolder, seconds: float) -> None:
@@ -100,7 +129,8 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None) -> FastAP
 
     app = FastAPI(title="cs230 serve", lifespan=lifespan)
     app.state.config = config
-    if config.token:
+    app.add_middleware(ConcurrencyLimit, limit=config.limits.max_concurrent_requests)
+    if config.token:  # outermost: a request without the token never takes a slot
         app.add_middleware(BearerToken, token=config.token)
     for kind in config.refs:
         app.include_router(ROUTERS[kind])

@@ -1,9 +1,13 @@
 """Stage `train`: fit a pipeline's model on its train split (DESIGN §3).
 
 The task (`fit`) builds the model from params.yaml (`model`, `train`), overlaid with the
-tune stage's best configuration when there is one, and trains it, keeping the best
-epoch's weights. This stage prints a line per epoch, logs each epoch to the pipeline's
-MLflow run and writes the model and the figures.
+tune stage's best configuration when there is one, and trains it for an epoch budget
+(max_epochs, early stopping by patience), keeping the best epoch's weights: never a
+wall-clock budget, so the same commit, params and thread count give the same model file
+on any machine. `train.safety_minutes` only fails a run that is far too slow; it never
+shortens one. This stage prints a line per epoch, logs each epoch to the pipeline's
+MLflow run (timings included) and writes the model and the figures (timings left out, so a
+re-run writes the same bytes).
 Outputs: models/<pipeline>/model.pt, reports/<pipeline>/train/{metrics.json, history.csv, curves.png}.
 """
 from __future__ import annotations
@@ -13,7 +17,13 @@ import json
 from pathlib import Path
 
 from components import paths, tasks, tracking
-from components.stage_cli import stage_main, stage_parser, staged_output
+from components.errors import SafetyStop
+from components.stage_cli import StageError, stage_main, stage_parser, staged_output
+
+
+# Per-epoch figures that measure the machine, not the model: logged to MLflow, kept out of
+# history.csv, so that every output DVC hashes is the same on a re-run.
+TIMINGS = ("epoch_s", "train_clips_per_s")
 
 
 def plot_curves(history: list[dict], best_epoch: int, path: Path) -> None:
@@ -45,15 +55,20 @@ def run(pipeline: str, p, data_dir: Path, split_dir: Path, best_config: Path | N
               f"{task.SCORE} {m[task.SCORE]:.4f}  lr {m['lr']:.2g}  {m['epoch_s']:.1f} s", flush=True)
         tracking.log_metrics({f"train.{k}": v for k, v in m.items()}, step=epoch)
 
-    model, result = task.fit(p, data_dir, split_dir, tuned, on_epoch)
+    try:
+        model, result = task.fit(p, data_dir, split_dir, tuned, on_epoch)
+    except SafetyStop as exc:
+        raise StageError(f"{tasks.section(pipeline)}.train.safety_minutes: {exc}") from None
     metrics = {"best_epoch": result.best_epoch, "epochs": len(result.history), "stop_reason": result.stop_reason,
+               "threads": result.threads,  # the model is reproducible for this thread count
                **task.train_summary(model, result.history[result.best_epoch - 1])}
     model_out.parent.mkdir(parents=True, exist_ok=True)
     task.save_model(model, model_out)
     with staged_output(report_dir) as out:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        with open(out / "history.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["epoch", *result.history[0]])
+        with open(out / "history.csv", "w", newline="") as f:  # timings only in MLflow: they vary by machine
+            writer = csv.DictWriter(f, fieldnames=["epoch", *(k for k in result.history[0] if k not in TIMINGS)],
+                                    extrasaction="ignore")
             writer.writeheader()
             writer.writerows({"epoch": i, **h} for i, h in enumerate(result.history, 1))
         plot_curves(result.history, result.best_epoch, out / "curves.png")

@@ -3,7 +3,10 @@
 Optuna's seeded TPE sampler proposes configurations from the task's search space
 (`<pipeline>.tune.space`); Ray Tune runs them, one CPU and one torch thread per trial,
 each on a fixed subset of the train/val splits for at most `tune.max_epochs` epochs, and
-ASHA stops the unpromising ones early. Trials are ranked by the val_loss the task's
+successive halving stops the unpromising ones early (hpo.BatchedHalving). Trials run in
+batches of `tune.concurrency`, so the search, and best_config.json, are the same whatever
+order trials finish in: each trial's training is seeded and single-threaded, and ties
+are broken by trial number. Trials are ranked by the val_loss the task's
 `fit_trial` reports (for the trigger word the unweighted BCE, as its pos_weight is
 searched). Ray is local (one CPU per core) unless RAY_ADDRESS names a cluster; a trial lost
 with its node or process runs once more. Under a pipeline run each trial is an MLflow child
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import optuna
 from ray import tune
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from components import hpo, paths, tasks, tracking
@@ -92,10 +96,9 @@ def trial(config: dict, ctx: TrialContext) -> None:
 def search(ctx: TrialContext, space: dict, ledger: hpo.Ledger, new_trials: int, storage: Path) -> None:
     """Run `new_trials` more trials of the ledger's study on the connected Ray."""
     budget, done = ctx.params.tune, ledger.finished()
-    scheduler = hpo.PruneAwareASHA(time_attr="training_iteration", metric="val_loss", mode="min",
-                                   max_t=budget.max_epochs, grace_period=budget.grace_epochs,
-                                   reduction_factor=budget.reduction_factor)
-    log = hpo.TrialLog(ledger, budget.max_epochs, scheduler, ctx.mlflow.tracking_uri if ctx.mlflow else None)
+    scheduler = hpo.BatchedHalving("val_loss", budget.max_epochs, budget.grace_epochs, budget.reduction_factor,
+                                   budget.concurrency)
+    log = hpo.TrialLog(ledger, scheduler, ctx.mlflow.tracking_uri if ctx.mlflow else None)
     # The sampler's seed moves on with the study, so a resumed search does not redraw the
     # random startup points it already tried; the finished trials are handed back to it.
     sampler = optuna.samplers.TPESampler(seed=ctx.params.seed + log.offset, n_startup_trials=budget.startup_trials,
@@ -103,11 +106,13 @@ def search(ctx: TrialContext, space: dict, ledger: hpo.Ledger, new_trials: int, 
     searcher = OptunaSearch(metric="best_val_loss", mode="min", sampler=sampler,
                             points_to_evaluate=[r.config for r in done] or None,
                             evaluated_rewards=[r.val_loss for r in done] or None)
+    # A batch of `concurrency` trials at a time: the next is proposed when all have finished,
+    # so the sampler and the scheduler see the same trials whatever order they finish in.
+    searcher = ConcurrencyLimiter(searcher, max_concurrent=budget.concurrency, batch=True)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trial, ctx=ctx), {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=new_trials,
-                                    max_concurrent_trials=budget.concurrency,
                                     reuse_actors=True,  # a finished trial's process runs the next: no re-import
                                     trial_name_creator=lambda t: f"trial-{log.number(t)}",
                                     trial_dirname_creator=lambda t: f"trial-{log.number(t)}"),
@@ -191,7 +196,7 @@ def run(pipeline: str, p, data_dir: Path, split_dir: Path, out_dir: Path, report
                              f"above); run again to run the rest, the finished ones are kept in {cache_dir / name}")
         winner = min(reported, key=lambda r: (r.val_loss, r.trial))
         best = {**hpo.split_config(winner.config, task), "val_loss": round(winner.val_loss, 5), "trial": winner.trial}
-    summary = {"trials": len(reported), **{s: sum(r.status == s for r in reported) for s in hpo.STATUSES[:3]},
+    summary = {"trials": len(reported), **{s: sum(r.status == s for r in reported) for s in hpo.STATUSES[:2]},
                "epochs": sum(r.epochs for r in reported), "best_trial": best["trial"], "best_val_loss": best["val_loss"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / "best_config.json.partial"

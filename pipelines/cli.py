@@ -70,15 +70,23 @@ def tracking_error(exc) -> str:
     return f"{where}: {str(exc).splitlines()[0]}"
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: stage group ended, params restored, run KILLED
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     from mlflow.exceptions import MlflowException
 
     from components.config import ParamsError
     from pipelines.overrides import params_overridden
+    from pipelines.runguard import WorkspaceBusy, guarded_run
 
     ensure_raw_inputs()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with params_overridden(PARAMS_FILE, args.set or []):
+        with guarded_run(), params_overridden(PARAMS_FILE, args.set or []):
             from pipelines.flow import FLOWS, StageFailed
 
             started = time.perf_counter()
@@ -91,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except MlflowException as exc:  # the tracking server refused the run itself
                 print(f"error: {tracking_error(exc)}", file=sys.stderr)
                 return 1
-    except ParamsError as exc:
+    except (WorkspaceBusy, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_summary(result, time.perf_counter() - started)
@@ -109,10 +117,14 @@ def print_summary(result, seconds: float) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
     print(f"\ntotal {seconds:.1f} s; outputs {'pushed to the DVC remote' if result.pushed else 'not pushed (--no-push)'}")
     decision = Path("reports") / PIPELINES[result.pipeline] / "register" / "decision.json"
-    if decision.is_file():
-        d = json.loads(decision.read_text())
-        print(f"registry: {d['model']} version {d['version']} {'is now champion' if d['promoted'] else 'is challenger'}"
-              f" ({d['reason']}); champion: version {d['champion_version']}")
+    d = json.loads(decision.read_text()) if decision.is_file() else {}
+    if d.get("run_id") == result.mlflow_run_id:  # what this run decided, not an older file
+        print(f"registry: {d['model']} version {d['version']}: {d['summary']}")
+        if not d["meets_target"]:
+            print(f"WARNING: champion version {d['champion_version']} does not meet the quality target: "
+                  f"{d['target_note']}")
+    else:
+        print("registry: the register stage did not run; no model was registered or promoted")
     print(f"MLflow run {result.mlflow_run_id} at {os.environ['MLFLOW_TRACKING_URI']}; open the UI with: cs230 ui")
 
 
@@ -126,25 +138,35 @@ def model_error(exc, args: argparse.Namespace, word: str) -> int:
     return 2
 
 
+def bad_detection_flags(args: argparse.Namespace) -> str | None:
+    """Why the detection flags are unusable, or None."""
+    from components.audio.detection import DetectionConfig
+    from components.stage_cli import detection_overrides
+
+    try:
+        DetectionConfig(**detection_overrides(args))
+    except ValueError as exc:
+        return f"--{str(exc).replace('_', '-')}"
+    return None
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     """One JSON line per audio file (DESIGN §4). Exit 0: every file read; 1: some were not;
     2: no model (or bad params). The working directory is the project root by now; user
     paths are taken from `args.invocation_dir`, where the command was run."""
-    import json
-    import math
-
     import torch
 
-    from components.audio.detection import DetectionConfig
     from components.config import ParamsError, read_raw, validate_params
     from components.detect import champion_uri, detect_inputs, iter_inputs, load_detector
     from components.refs import ModelLoadError, is_model_uri
+    from components.stage_cli import detection_overrides
 
     torch.set_num_threads(1)  # real-time factor ~0.003 on one core; more threads only add overhead
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays quiet
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        print(f"error: --threshold must be a finite number, got {args.threshold}", file=sys.stderr)
+    bad = bad_detection_flags(args)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
         return 2
     try:
         raw = read_raw(PARAMS_FILE)
@@ -154,8 +176,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cfg = DetectionConfig(smoothing_steps=params.detection.smoothing_steps,
-                          refractory_s=params.detection.refractory_s)
     ref = args.model or champion_uri(params.slug)
     if not is_model_uri(ref):
         ref = str(args.invocation_dir / ref)
@@ -165,7 +185,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return model_error(exc, args, params.word)
     failed = 0
     try:
-        for record in detect_inputs(model, iter_inputs(args.paths, args.invocation_dir), cfg, args.threshold):
+        cfg = model.detection_config(**detection_overrides(args))  # the model's own, unless a flag says
+        for record in detect_inputs(model, iter_inputs(args.paths, args.invocation_dir), cfg):
             failed += "error" in record
             print(json.dumps(record), flush=True)
     except BrokenPipeError:  # e.g. `cs230 detect ... | head -1`: the reader left, stop quietly
@@ -208,8 +229,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     where the command was run. Exit 2: no model, bad params or data."""
     from components.export import main as export_main
     from components.refs import is_model_uri
+    from components.stage_cli import detection_overrides
 
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
+    for key, value in detection_overrides(args).items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
     if args.model:
         argv += ["--model", args.model if is_model_uri(args.model) else str(args.invocation_dir / args.model)]
     return export_main(argv)
@@ -236,13 +260,17 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """The HTTP API over the champion models (DESIGN §6) until Ctrl-C. Exit 2: no model, bad
     params or flags. The token comes from --token or CS230_SERVE_TOKEN, read here only."""
-    from components.audio.detection import DetectionConfig
     from components.config import ParamsError, read_raw, validate_params
     from components.refs import ModelLoadError, is_model_uri
     from components.serve import ServeConfig
     from components.serving.holder import MODEL_KINDS, ModelHolder
+    from components.stage_cli import detection_overrides
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    bad = bad_detection_flags(args)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
     try:
         raw = read_raw(PARAMS_FILE)
         if args.word is not None and isinstance(raw.get("trigger_word"), dict):
@@ -251,7 +279,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    limits, det = params.serve, params.trigger_word.detection
+    limits = params.serve
     host = args.host or limits.host
     port = limits.port if args.port is None else args.port
     replicas = limits.replicas if args.replicas is None else args.replicas
@@ -268,8 +296,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         given = {kind: ref for kind, ref in champions.items() if kind not in probe.errors} or \
             {"trigger-word": champions["trigger-word"]}
     config = ServeConfig(refs=given,
-                         tracking_uri=tracking_uri, limits=limits,
-                         detection=DetectionConfig(smoothing_steps=det.smoothing_steps, refractory_s=det.refractory_s),
+                         tracking_uri=tracking_uri, limits=limits, detection_overrides=detection_overrides(args),
                          token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         print(f"warning: serving on {host} without a token: anyone who reaches it can use it", file=sys.stderr)
@@ -301,6 +328,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from components.stage_cli import add_detection_flags
     from pipelines.stages import PIPELINES
 
     parser = argparse.ArgumentParser(prog="cs230", description="CS230 MLOps pipelines")
@@ -327,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "file/folder). Default: every registered champion (trigger-word-<slug>, day-night)")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but /healthz "
                        "(default: env CS230_SERVE_TOKEN; the variable keeps it out of `ps`)")
+    add_detection_flags(serve)  # for every trigger-word model served, a new champion included
     serve.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment (local Ray, or RAY_ADDRESS)")
     serve.add_argument("--replicas", type=int, metavar="N", help="Ray Serve replicas (default: params.yaml serve.replicas)")
     serve.set_defaults(handler=cmd_serve, invocation_dir=Path.cwd())
@@ -337,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("paths", nargs="+", metavar="PATH", help="WAV/FLAC file or folder (recursive)")
     detect.add_argument("--model", metavar="URI", help="MLflow model URI or saved detector file/folder "
                         "(default: models:/trigger-word-<slug>@champion)")
-    detect.add_argument("--threshold", type=float, metavar="T", help="override the model's threshold")
+    add_detection_flags(detect)
     detect.add_argument("--word", metavar="PHRASE", help="use the champion of this phrase (default: params.yaml)")
     # main() changes to the project root before the handler: remember where relative paths start
     detect.set_defaults(handler=cmd_detect, invocation_dir=Path.cwd())
@@ -351,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: models:/trigger-word-<slug>@champion)")
     export.add_argument("--out", type=Path, metavar="DIR", help="where the .onnx files and export_report.json go "
                         "(default: models/trigger_word/export)")
+    add_detection_flags(export)
     export.set_defaults(handler=cmd_export, invocation_dir=Path.cwd())
     from pipelines.team import add_parser as add_team_parser
 

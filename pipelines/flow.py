@@ -6,28 +6,39 @@ stages cached when a later one fails, so the next run resumes where this one sto
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-
 from prefect import flow, get_run_logger, task
 
 from components.config import load_params
+from pipelines import runguard
 from pipelines.lineage import parent_run
 from pipelines.stages import PIPELINES, Stage, key_figures, pipeline_stages
 
-USER_ERROR_EXIT = 2  # a stage's exit code for bad input or failed validation: no retry
+USER_ERROR_EXIT = 2  # a stage's exit code for bad input or failed validation
 # DVC chatter that says nothing to a pipeline user (data/raw is empty until they add files;
 # the flow pushes by itself)
 DVC_NOISE = ("WARNING: 'data/raw' is empty.", "Use `dvc push` to send your updates")
+# The only failures worth a retry: another process holds a lock (DVC's repo lock or a busy
+# output), or a server did not answer. Anything else (a traceback, a killed process, out of
+# memory, bad input) fails the same way again, so it is reported once.
+TRANSIENT = ("Unable to acquire lock", "is busy, it is being blocked by", "Connection refused",
+             "Connection reset", "Connection aborted", "ConnectTimeout", "ReadTimeout", "timed out",
+             "Max retries exceeded", "Temporary failure in name resolution", "503 Service Unavailable",
+             "502 Bad Gateway", "504 Gateway Timeout")
+# The process died or ran out of memory: never transient, whatever else it printed.
+FATAL = ("exited with -", "exited with 137", "MemoryError", "Killed", "out of memory")
+TAIL_LINES = 40  # enough to hold a traceback's last frames and DVC's error line
 
 
 class StageFailed(RuntimeError):
-    def __init__(self, stage: str, exit_code: int, reason: str):
+    def __init__(self, stage: str, exit_code: int, reason: str, transient: bool = False):
         super().__init__(f"stage {stage} failed (exit {exit_code}): {reason}")
-        self.stage, self.exit_code, self.reason = stage, exit_code, reason
+        self.stage, self.exit_code, self.reason, self.transient = stage, exit_code, reason, transient
 
 
 @dataclass
@@ -38,35 +49,57 @@ class StageOutcome:
     figures: str
 
 
-def _retry_unless_user_error(task, task_run, state) -> bool:
+def is_transient(tail: list[str]) -> bool:
+    text = "\n".join(tail)
+    return any(t in text for t in TRANSIENT) and not any(k in text for k in FATAL)
+
+
+def failure(stage: str, code: int, tail: list[str]) -> StageFailed:
+    """The one-line reason: the stage's own `error:` line, else its exception, else DVC's last word."""
+    errors = [ln.removeprefix("error: ") for ln in tail if ln.startswith("error: ")]
+    exceptions = [ln for ln in tail if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", ln)]
+    killed = [f"killed by a signal (out of memory?): {ln}" for ln in tail if "exited with -" in ln]
+    reason = (errors or exceptions or killed or tail or ["no output"])[-1]
+    # the stage's own exit code is not visible through dvc; its one-line error is
+    return StageFailed(stage, USER_ERROR_EXIT if errors else code, reason, is_transient(tail))
+
+
+def _retry_if_transient(task, task_run, state) -> bool:
     try:
         state.result()
     except StageFailed as exc:
-        return exc.exit_code != USER_ERROR_EXIT
+        return exc.transient
     except Exception:
-        return True
+        return False
     return False
 
 
-@task(retries=2, retry_delay_seconds=3, retry_condition_fn=_retry_unless_user_error, cache_policy=None)
+@task(retries=2, retry_delay_seconds=3, retry_condition_fn=_retry_if_transient, cache_policy=None)
 def run_stage(stage: Stage) -> StageOutcome:
-    """`dvc repro` one stage, streaming its output, and report whether it ran."""
+    """`dvc repro` one stage, streaming its output, and report whether it ran.
+
+    DVC and the stage run in their own process group, recorded in the run's state file:
+    whoever ends the run (Ctrl-C here, the watchdog after a SIGKILL) ends the whole group,
+    so no orphaned `dvc repro` keeps the DVC lock or goes on writing outputs."""
     started = time.perf_counter()
     proc = subprocess.Popen(["dvc", "repro", "--single-item", stage.name], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
-    ran, last_lines = False, []
-    for line in proc.stdout:
-        if not line.startswith(DVC_NOISE):
-            sys.stdout.write(line)
-        ran = ran or line.startswith("Running stage")
-        if line.strip():
-            last_lines = (last_lines + [line.strip()])[-5:]
-    code = proc.wait()
+                            stderr=subprocess.STDOUT, text=True, bufsize=1, process_group=0)
+    runguard.update_state(stage_group=proc.pid)
+    ran, tail = False, []
+    try:
+        for line in proc.stdout:
+            if not line.startswith(DVC_NOISE):
+                sys.stdout.write(line)
+            ran = ran or line.startswith("Running stage")
+            if line.strip():
+                tail = (tail + [line.strip()])[-TAIL_LINES:]
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted while the stage runs
+            runguard.kill_stage_group(proc.pid)
+        runguard.update_state(stage_group=None)
     if code != 0:
-        errors = [ln.removeprefix("error: ") for ln in last_lines if ln.startswith("error: ")]
-        reason = errors[-1] if errors else (last_lines[-1] if last_lines else "no output")
-        # the stage's own exit code is not visible through dvc; its one-line error is
-        raise StageFailed(stage.short, USER_ERROR_EXIT if errors else code, reason)
+        raise failure(stage.short, code, tail)
     return StageOutcome(stage.short, "ran" if ran else "cached", time.perf_counter() - started, key_figures(stage))
 
 
@@ -78,15 +111,15 @@ class PipelineResult:
     pushed: bool
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=None)
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_if_transient, cache_policy=None)
 def push_outputs(stages: list[Stage]) -> None:
     """`dvc push` the raw inputs (as the run used them) and every stage's outputs."""
     for cmd in (["dvc", "commit", "--force", "--quiet", "data.dvc"],
                 ["dvc", "push", "--quiet", "data.dvc", *(s.name for s in stages)]):
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
-            raise RuntimeError(f"{' '.join(cmd[:2])} failed: {lines[-1]}")
+            tail = (proc.stderr + proc.stdout).strip().splitlines()[-TAIL_LINES:]
+            raise StageFailed(" ".join(cmd[1:2]), proc.returncode, (tail or ["no output"])[-1], is_transient(tail))
 
 
 def run_pipeline(pipeline: str, push: bool) -> PipelineResult:

@@ -3,12 +3,17 @@
 Tags: the git commit (and whether the tree was dirty), the dvc.lock hashes of the
 generated data and the split, a hash of the pipeline's params section, and the trigger
 word. Stage processes log into the run through MLFLOW_RUN_ID (components/tracking.py).
+
+A run ends FINISHED, FAILED, or KILLED when interrupted (Ctrl-C, SIGTERM). A SIGKILL ends
+nothing, so the run also records the pid and host of its `cs230 run`: the watchdog (or the
+next run) marks the RUNNING runs of that dead pid KILLED (pipelines/runguard.py).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import socket
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,14 +71,45 @@ def parent_run(pipeline: str, section: str, params: Params) -> Iterator[str]:
 
     commit, dirty = git_commit()
     tags = {"pipeline": pipeline, "git.commit": commit, "git.dirty": str(dirty),
-            "params.hash": params_hash(params, section)}
+            "params.hash": params_hash(params, section), "cs230.pid": str(os.getpid()),
+            "cs230.host": socket.gethostname()}
     if section == "trigger_word":
         tags["trigger_word"] = params.trigger_word.word
-    with mlflow.start_run(experiment_id=tracking.experiment_id(pipeline), tags=tags) as run:
+    run = mlflow.start_run(experiment_id=tracking.experiment_id(pipeline), tags=tags)
+    status = "FINISHED"
+    try:
         mlflow.log_params(_flatten("", getattr(params, section).model_dump(mode="json"), {}))
         os.environ["MLFLOW_RUN_ID"] = run.info.run_id
-        try:
-            yield run.info.run_id
-        finally:
-            os.environ.pop("MLFLOW_RUN_ID", None)
-            mlflow.set_tags(data_hashes(section))
+        yield run.info.run_id
+    except Exception:
+        status = "FAILED"
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM (Prefect's TerminationSignal), SystemExit: interrupted
+        status = "KILLED"
+        raise
+    finally:
+        os.environ.pop("MLFLOW_RUN_ID", None)
+        mlflow.set_tags(data_hashes(section))
+        mlflow.end_run(status)
+
+
+def mark_killed(pid: int) -> list[str]:
+    """Mark KILLED the RUNNING runs (pipeline runs and their trials) of a `cs230 run` on this
+    host whose process `pid` is gone; returns their ids."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    running = "attributes.status = 'RUNNING'"
+    parents = client.search_runs(experiments, f"{running} and tags.`cs230.pid` = '{pid}' "
+                                              f"and tags.`cs230.host` = '{socket.gethostname()}'")
+    killed = []
+    for parent in parents:
+        trials = client.search_runs([parent.info.experiment_id],
+                                    f"{running} and tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        for run in (*trials, parent):
+            client.set_terminated(run.info.run_id, "KILLED")
+            killed.append(run.info.run_id)
+    return killed

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -19,14 +21,17 @@ TINY = {
     "clips": {"main": 120, "unseen_voice": 20},
     "negative_stream": {"minutes": 5.0, "groups": 2},
     "generate": {"groups": 10, "workers": 2},
+    # A gate set of seconds: ~80 trigger words and 10 minutes of audio. A model trained for
+    # seconds only parts from an untrained one at a loose operating point, hence 120 FA/h.
+    "gate": {"positive_clips": 40, "negative_hours": 0.1, "target_fa_per_hour": 120.0},
 }
 
 
 # A day-night dataset of seconds: every condition appears, the search and training only run.
-DAY_NIGHT_TINY = {"generate": {"images": 240},
+DAY_NIGHT_TINY = {"generate": {"images": 240}, "gate": {"images": 200},
                   "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 64, "val_items": 32,
-                           "max_epochs": 1, "grace_epochs": 1, "trial_minutes": 1.0},
-                  "train": {"max_epochs": 2, "max_minutes": 1.0}}
+                           "max_epochs": 1, "grace_epochs": 1},
+                  "train": {"max_epochs": 2}}
 
 
 def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:
@@ -69,6 +74,61 @@ def tiny_dataset(tiny_params_file, tts_cache, tmp_path_factory) -> Path:
     return out / "generated"
 
 
+@pytest.fixture(scope="session")
+def gate_workdir(tmp_path_factory) -> Path:
+    """A working directory for gate sets: their TTS renders (never the training ones) are
+    cached under its .cache/tts, the project's relative cache path, not the project's own."""
+    return tmp_path_factory.mktemp("gate-work")
+
+
+@pytest.fixture(scope="session")
+def tiny_gate(tiny_params_file, gate_workdir, tmp_path_factory) -> Path:
+    """A real trigger-word gate set (gate_data stage, tiny config); returns its folder."""
+    import contextlib
+
+    from components.config import load_params
+    from components.gate_data import run
+
+    out = tmp_path_factory.mktemp("gate") / "gate"
+    with contextlib.chdir(gate_workdir):
+        run("trigger-word", load_params(tiny_params_file).trigger_word, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str, Path]:
+    """Two real evaluated detectors (evaluate stage: own threshold, smoothing and refractory
+    period) of one small architecture: "trained" for 6 epochs on the tiny dataset (seconds),
+    and "untrained", its initial weights. On the tiny gate set the trained one is clearly the
+    better at the gate's operating point."""
+    import torch
+
+    from components.audio.model import ModelConfig, TriggerWordModel, save_model
+    from components.audio.training import ClipDataset, TrainConfig, train
+    from components.config import load_params
+    from components.split import read_split, run as split_run
+    from components.tasks.trigger_word.scoring import evaluate
+
+    p = load_params(tiny_params_file).trigger_word
+    root = tmp_path_factory.mktemp("detectors")
+    split_run("trigger-word", p, tiny_dataset, root / "split")
+    torch.manual_seed(0)
+    small = ModelConfig(conv_filters=16, gru_hidden=32, gru_layers=1, dropout=0.0)
+    net, initial = TriggerWordModel(model_cfg=small), TriggerWordModel(model_cfg=small)
+    initial.load_state_dict(net.state_dict())
+    datasets = [ClipDataset(tiny_dataset, read_split(root / "split", name), samples_per_step=net.samples_per_step)
+                for name in ("train", "val")]
+    train(net, *datasets, TrainConfig(lr=5e-3, batch_size=16, max_epochs=6, patience=6, num_threads=1),
+          on_epoch=lambda epoch, metrics: None)
+    out = {}
+    for name, model in (("trained", net), ("untrained", initial)):
+        save_model(model, root / f"{name}.pt")
+        (root / name).mkdir()
+        evaluate(p, tiny_dataset, root / "split", root / f"{name}.pt", root / f"{name}-detector.pt", root / name)
+        out[name] = root / f"{name}-detector.pt"
+    return out
+
+
 def free_port() -> int:
     import socket
 
@@ -77,15 +137,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on a free loopback port (sqlite store, local artifacts)."""
+@contextmanager
+def running_mlflow_server(root: Path) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port (sqlite store and artifacts under
+    `root`), stopped on exit; yields its URL."""
     import subprocess
     import sys
     import time
     import urllib.request
 
-    root = tmp_path_factory.mktemp("mlflow-server")
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -103,6 +164,15 @@ def mlflow_server(tmp_path_factory):
                 proc.kill()
                 raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real MLflow server for the session's tests."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url

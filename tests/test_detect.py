@@ -1,5 +1,6 @@
 """`cs230 detect` (DESIGN §4): streaming equals offline, bad files are reported and skipped,
-the JSON-lines contract, threshold override, and loading the champion from MLflow."""
+the JSON-lines contract, the model's own detection settings and the flags that override them,
+the duration cap on decoded samples, and loading the champion from MLflow."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from components.audio.audio_io import AudioReadError, read_audio
 from components.audio.detection import DetectionConfig, detect
 from components.audio.model import ModelConfig, TriggerWordModel, save_model
 from components.refs import ModelLoadError, is_model_uri
-from components.detect import (detect_file, iter_inputs, load_detector,
+from components.detect import (AudioTooLong, detect_file, iter_inputs, load_detector,
                                stream_detections)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -129,14 +130,47 @@ def test_resampled_stereo_stream_gives_the_whole_file_detections(detector, files
 
 def test_detect_file_record_is_rounded_and_threshold_overrides_the_model(detector, files):
     model, _ = detector
-    record = detect_file(model, files["good"], CFG)
+    record = detect_file(model, files["good"])
     assert set(record) == {"duration_s", "detections"} and record["duration_s"] == 10.0
     assert len(record["detections"]) == len(BURSTS_S)
     for det in record["detections"]:
         assert set(det) == {"time_s", "score"}
         assert det["time_s"] == round(det["time_s"], 3) and det["score"] == round(det["score"], 3)
-    assert detect_file(model, files["good"], CFG, threshold=1.01)["detections"] == []
-    assert detect_file(model, files["good"], CFG, threshold=0.0)["detections"][0]["time_s"] == model.step_seconds
+    assert detect_file(model, files["good"], model.detection_config(threshold=1.01))["detections"] == []
+    first = detect_file(model, files["good"], model.detection_config(threshold=0.0))["detections"][0]
+    assert first["time_s"] == model.step_seconds
+
+
+def test_settings_travel_with_the_model_and_arguments_override_them(detector, files, tmp_path):
+    """A detector saved with a 9 s refractory period fires once on four bursts 2.5 s apart; one
+    saved before evaluation recorded its settings gets DetectionConfig's defaults."""
+    model, _ = detector
+    assert model.detection_config() == DetectionConfig(CFG.smoothing_steps, CFG.refractory_s, model.threshold)
+    model.set_detection_config(model.detection_config(refractory_s=9.0, smoothing_steps=3))
+    try:
+        save_model(model, tmp_path / "detector.pt")
+    finally:
+        model.metadata.pop("detection")
+    slow = load_detector(str(tmp_path / "detector.pt"))
+    assert slow.detection_config() == DetectionConfig(3, 9.0, model.threshold)
+    assert len(detect_file(slow, files["good"])["detections"]) == 1
+    assert len(detect_file(slow, files["good"], slow.detection_config(refractory_s=1.0))["detections"]) == 4
+    assert slow.detection_config(threshold=0.2).refractory_s == 9.0  # one override leaves the rest
+
+
+def test_duration_cap_counts_decoded_samples_not_the_header(detector, tmp_path):
+    """A FLAC whose header says "length unknown" (total_samples 0) is decoded to its end, so the
+    cap counts what comes out of the decoder and stops it one block past the limit."""
+    model, _ = detector
+    flac = tmp_path / "long.flac"
+    sf.write(flac, np.tile(tone_bursts(16000), 12), 16000)  # 120 s
+    data = bytearray(flac.read_bytes())
+    data[21] &= 0xF0  # STREAMINFO's 36-bit total_samples: bits 4-35 of bytes 21..25
+    data[22:26] = bytes(4)
+    flac.write_bytes(bytes(data))
+    assert sf.info(str(flac)).duration > 1e9  # libsndfile's "unknown": no honest figure to check
+    with pytest.raises(AudioTooLong, match="the limit is 60 s"):
+        detect_file(model, flac, max_seconds=60.0, block_seconds=1.0)
 
 
 def test_bad_files_raise_a_one_line_reason(detector, files, tmp_path):
@@ -151,7 +185,7 @@ def test_bad_files_raise_a_one_line_reason(detector, files, tmp_path):
                 tmp_path / "missing.wav": "cannot open"}
     for path, reason in expected.items():
         with pytest.raises(AudioReadError, match=reason) as err:
-            detect_file(model, path, CFG)
+            detect_file(model, path)
         assert "\n" not in str(err.value) and str(err.value)
 
 
@@ -213,6 +247,21 @@ def test_cli_exits_0_when_all_files_read_and_threshold_overrides(detector, files
     assert high.returncode == 0 and [r["detections"] for r in json_lines(high)] == [[], []]
 
 
+def test_cli_uses_the_models_refractory_period_unless_a_flag_overrides_it(detector, files, tmp_path):
+    model, _ = detector
+    model.set_detection_config(model.detection_config(refractory_s=9.0))
+    try:
+        save_model(model, tmp_path / "detector.pt")
+    finally:
+        model.metadata.pop("detection")
+    procs = [start_cli(files["good"], "--model", tmp_path / "detector.pt", *flags)
+             for flags in ([], ["--refractory-s", "1.0"], ["--smoothing-steps", "0"])]
+    own, flag, bad = map(finish, procs)
+    assert [len(r["detections"]) for r in json_lines(own)] == [1]
+    assert [len(r["detections"]) for r in json_lines(flag)] == [len(BURSTS_S)]
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --smoothing-steps") and not bad.stdout
+
+
 REGISTER = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -250,7 +299,7 @@ def test_cli_loads_the_champion_of_a_word_from_mlflow(detector, files, registry)
     proc = run_cli(files["good"], "--word", "Test Phrase", env={"MLFLOW_TRACKING_URI": registry})
     assert proc.returncode == 0, proc.stderr
     [record] = json_lines(proc)
-    assert record == {"file": str(files["good"]), **detect_file(model, files["good"], CFG)}
+    assert record == {"file": str(files["good"]), **detect_file(model, files["good"])}
 
 
 def test_cli_without_a_model_says_why_on_one_line_and_exits_2(files, registry, tmp_path):

@@ -1,6 +1,7 @@
 """`cs230 export` (DESIGN §6): the ONNX step graph streams like the torch model, the variants are
 smaller, the onnxruntime-only runner detects what `cs230 detect` detects and imports no torch,
-and the export writes the report of four variants."""
+every variant carries the model's own detection settings (or the flags'), and the export writes
+the report of four variants."""
 from __future__ import annotations
 
 import json
@@ -23,7 +24,6 @@ from components.ondevice.onnx_export import export_step
 from components.ondevice.runner import StepRunner, detect_file
 from conftest import PROJECT_ROOT, write_params
 
-CFG = DetectionConfig(smoothing_steps=5, refractory_s=1.0)  # params.yaml defaults
 REPORT_KEYS = {"variant", "size_kb", "latency_ms_per_s", "frr", "fa_per_hour"}
 
 
@@ -115,13 +115,29 @@ def detector(tmp_path_factory):
 @pytest.mark.parametrize("clip", ["bursts.wav", "bursts44k.wav"])
 def test_runner_detects_what_cs230_detect_detects(detector, clip):
     model, onnx_path, root = detector
-    expected = torch_detect_file(model, root / clip, CFG)
+    expected = torch_detect_file(model, root / clip)
     got = detect_file(StepRunner(onnx_path), root / clip)
     assert len(expected["detections"]) >= 3, "test setup: the model should fire on the bursts"
     assert got["duration_s"] == expected["duration_s"]
     assert [d["time_s"] for d in got["detections"]] == [d["time_s"] for d in expected["detections"]]
     for a, b in zip(got["detections"], expected["detections"]):
         assert abs(a["score"] - b["score"]) <= 0.0011  # equal up to the 3-decimal rounding
+
+
+def test_the_onnx_file_carries_the_models_own_detection_settings(detector, tmp_path):
+    """A detector saved with a 9 s refractory period and 3-step smoothing: the ONNX runner uses
+    them (one detection on four bursts 2.5 s apart), as `cs230 detect` does."""
+    model, _, root = detector
+    model.set_detection_config(model.detection_config(refractory_s=9.0, smoothing_steps=3))
+    try:
+        runner = StepRunner(export_step(model, tmp_path / "slow.onnx"))
+        expected = torch_detect_file(model, root / "bursts.wav")
+    finally:
+        model.metadata.pop("detection")
+    assert runner.detection == DetectionConfig(3, 9.0, model.threshold)
+    got = detect_file(runner, root / "bursts.wav")
+    assert len(expected["detections"]) == 1
+    assert [d["time_s"] for d in got["detections"]] == [d["time_s"] for d in expected["detections"]]
 
 
 def test_runner_cli_prints_detect_records_and_imports_no_torch(detector):
@@ -150,17 +166,17 @@ def test_export_writes_four_variants(tiny_dataset, tmp_path, monkeypatch):
         path = tmp_path / "split" / f"{name}.txt"
         path.write_text("\n".join(path.read_text().split()[:keep]) + "\n")
     teacher = random_model(conv_filters=16, gru_hidden=16, gru_layers=2)
-    teacher.threshold = 0.5
-    save_model(teacher, tmp_path / "detector.pt")
+    teacher.set_detection_config(DetectionConfig(smoothing_steps=3, refractory_s=7.5, threshold=0.5))
+    save_model(teacher, tmp_path / "detector.pt")  # unusual settings: no variant may take params.yaml's
     params = write_params(tmp_path / "params.yaml", {
         "train": {"max_epochs": 1},
-        "export": {"prune_max_minutes": 0.2, "distill_max_minutes": 0.2, "latency_repeats": 1,
+        "export": {"prune_epochs": 1, "distill_epochs": 1, "latency_repeats": 1,
                    "student_conv_filters": 4, "student_gru_hidden": 4, "student_gru_layers": 1}})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     out = tmp_path / "export"
     assert export.main(["--params", str(params), "--model", str(tmp_path / "detector.pt"), "--out", str(out),
-                        "--data", str(tiny_dataset), "--split", str(tmp_path / "split")]) == 0
+                        "--data", str(tiny_dataset), "--split", str(tmp_path / "split"), "--threshold", "0.6"]) == 0
 
     report = json.loads((out / "export_report.json").read_text())
     assert [r["variant"] for r in report] == ["fp32", "int8", "pruned", "distilled"]
@@ -174,7 +190,10 @@ def test_export_writes_four_variants(tiny_dataset, tmp_path, monkeypatch):
     assert details["distilled"]["parameters"] * 4 <= details["fp32"]["parameters"]
     assert abs(details["pruned"]["sparsity"] - 0.5) < 0.01
     for v in by:
-        assert StepRunner(out / f"{v}.onnx").metadata["variant"] == v
+        runner = StepRunner(out / f"{v}.onnx")
+        assert runner.metadata["variant"] == v
+        assert (runner.detection.smoothing_steps, runner.detection.refractory_s) == (3, 7.5)  # the model's
+        assert v == "distilled" or runner.detection.threshold == 0.6  # the flag's; the student picks its own
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = mlflow.search_runs(experiment_names=["trigger-word"], output_format="list")

@@ -1,15 +1,19 @@
-"""`cs230 serve` (DESIGN §6): the same JSON as `cs230 detect`, every bad input a 4xx with a
-JSON error, the bearer token, atomic champion swaps under load, the WebSocket stream, and
-one run of the real CLI + uvicorn on a free loopback port."""
+"""`cs230 serve` (DESIGN §6): the same JSON as `cs230 detect`, with each model's own detection
+settings; every bad input a 4xx with a JSON error; the limits (decoded duration, requests in
+flight, stream bytes and seconds, image pixels); the bearer token (header or subprotocol,
+never the URL); atomic champion swaps under load; the WebSocket stream; and one run of the
+real CLI + uvicorn on a free loopback port."""
 from __future__ import annotations
 
 import argparse
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -20,16 +24,15 @@ import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
 
 from components import registry
-from components.audio.detection import DetectionConfig
 from components.audio.model import ModelConfig, TriggerWordModel, load_model, save_model
 from components.config import ServeParams
 from components.detect import detect_file
 from components.serve import ServeConfig, create_app
 from conftest import PROJECT_ROOT, free_port
 
-CFG = DetectionConfig(smoothing_steps=5, refractory_s=1.0)  # params.yaml defaults
 LIMITS = ServeParams(poll_seconds=0.0, max_body_bytes=2_000_000, max_audio_seconds=60.0)
 WORD = "serve test"  # registered as trigger-word-serve-test in the temporary store
 NAME = registry.registered_name("serve-test")
@@ -84,8 +87,9 @@ def detectors(files) -> dict[str, Path]:
 
 
 def expected(detector: Path, audio: Path, name: str, threshold: float | None = None) -> dict:
-    """What `cs230 detect` prints for this file with this model."""
-    return {"file": name, **detect_file(load_model(detector), audio, CFG, threshold)}
+    """What `cs230 detect` prints for this file with this model (`--threshold` if given)."""
+    model = load_model(detector)
+    return {"file": name, **detect_file(model, audio, model.detection_config(threshold=threshold))}
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +125,7 @@ def client(detectors):
 
 def registry_app(store, **limits) -> TestClient:
     return TestClient(create_app(ServeConfig({"trigger-word": f"models:/{NAME}@champion"}, tracking_uri=store[0],
-                                             limits=LIMITS.model_copy(update=limits), detection=CFG)))
+                                             limits=LIMITS.model_copy(update=limits))))
 
 
 # ------------------------------------------------------------------ detection = cs230 detect
@@ -169,7 +173,7 @@ def _bad_requests(files) -> list[tuple[str, str, dict, int, str]]:
         ("wav without samples", "POST", dict(files={"file": ("e.wav", files["empty"].read_bytes())}), 400, "empty audio"),
         ("truncated wav", "POST", dict(files={"file": ("t.wav", files["truncated"].read_bytes())}), 400, "truncated"),
         ("odd pcm", "POST", dict(content=b"\x00" * 3201, params={"sample_rate": 16000}, headers=octet), 400, "truncated PCM"),
-        ("too long", "POST", dict(files={"file": ("long.wav", files["long"].read_bytes())}), 413, "61.0 s long"),
+        ("too long", "POST", dict(files={"file": ("long.wav", files["long"].read_bytes())}), 413, "limit is 60 s"),
         ("too long pcm", "POST", dict(content=b"\x00" * 2 * 8000 * 61, params={"sample_rate": 8000}, headers=octet),
          413, "limit is 60 s"),
         ("too many bytes", "POST", dict(content=wav * 7, headers=wav_type), 413, "over the limit"),
@@ -198,6 +202,114 @@ def test_unknown_model_and_route_are_404(client):
     assert r.status_code == 404 and r.json() == {"error": "no route GET /v1/nothing-here"}
 
 
+def test_a_lying_header_does_not_get_past_the_duration_cap(client, tmp_path):
+    """A FLAC whose header leaves its length unknown holds 120 s: the cap counts decoded samples."""
+    flac = tmp_path / "unknown-length.flac"
+    sf.write(flac, np.tile(tone_bursts(16000), 12), 16000)
+    data = bytearray(flac.read_bytes())
+    data[21] &= 0xF0  # STREAMINFO total_samples (36 bits) = 0: "unknown"
+    data[22:26] = bytes(4)
+    r = client.post(DETECT, files={"file": ("unknown-length.flac", bytes(data))})
+    assert r.status_code == 413 and "the limit is 60 s" in r.json()["error"], r.text
+
+
+# ------------------------------------------------------------------------------ limits
+
+def test_requests_over_the_concurrency_limit_get_503(detectors, files):
+    """With one slot, an open stream holds it: a detect request is refused at once with a JSON
+    503, /healthz still answers, and the slot is free again when the stream ends."""
+    config = ServeConfig({"trigger-word": str(detectors["mid"])}, limits=LIMITS.model_copy(
+        update={"max_concurrent_requests": 1}))
+    body = {"file": ("clip.wav", files["wav"].read_bytes())}
+    with TestClient(create_app(config)) as c:
+        with c.websocket_connect(f"{STREAM}?sample_rate=16000") as ws:
+            busy = c.post(DETECT, files=body)
+            assert busy.status_code == 503 and "max_concurrent_requests" in busy.json()["error"]
+            with pytest.raises(WebSocketDenialResponse) as denied:
+                with c.websocket_connect(f"{STREAM}?sample_rate=16000"):
+                    pass
+            assert denied.value.status_code == 503
+            assert c.get("/healthz").status_code == 200
+            ws.send_text("end")
+            assert ws.receive_json()["end"]
+        assert c.post(DETECT, files=body).status_code == 200
+
+
+@pytest.mark.parametrize("limit, phrase", [({"max_stream_bytes": 100_000}, "100000 bytes"),
+                                           ({"max_stream_seconds": 2.0}, "2 s of audio")])
+def test_a_stream_ends_at_its_byte_or_duration_limit(detectors, files, limit, phrase):
+    config = ServeConfig({"trigger-word": str(detectors["mid"])}, limits=LIMITS.model_copy(update=limit))
+    pcm = sf.read(files["wav"], dtype="int16")[0].astype("<i2").tobytes()  # 320 kB, 10 s
+    with TestClient(create_app(config)) as c, c.websocket_connect(f"{STREAM}?sample_rate=16000") as ws:
+        messages = []
+        for i in range(0, len(pcm), 16000):  # 0.5 s per message
+            ws.send_bytes(pcm[i: i + 16000])
+            if i >= 150_000:  # both limits are passed by now: the error is waiting
+                break
+        while "error" not in (messages[-1] if messages else {}):
+            messages.append(ws.receive_json())
+        assert phrase in messages[-1]["error"]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1009
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with no pixels behind it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_images_over_the_pixel_limit_are_refused_before_decoding(detectors, tmp_path):
+    from PIL import Image
+
+    from components.vision.model import ClassifierConfig, build_classifier, save_classifier
+
+    save_classifier(build_classifier(ClassifierConfig(kind="mlp", hidden=(8,)), seed=0), tmp_path / "classifier.pt")
+    config = ServeConfig({"day-night": str(tmp_path / "classifier.pt")},
+                         limits=LIMITS.model_copy(update={"max_image_pixels": 1_000_000}))
+    Image.new("RGB", (1001, 1000)).save(tmp_path / "big.png")  # a few kB of PNG, 1 MP + 1000
+    Image.new("RGB", (1000, 1000)).save(tmp_path / "fits.png")
+    with TestClient(create_app(config)) as c:
+        def post(data: bytes):
+            return c.post("/v1/day-night/classify", content=data, headers={"Content-Type": "image/png"})
+        big, fits = post((tmp_path / "big.png").read_bytes()), post((tmp_path / "fits.png").read_bytes())
+        assert big.status_code == 413 and "1001x1000" in big.json()["error"], big.text
+        assert fits.status_code == 200
+        for size in ((5_000, 5_000), (100_000, 20_000)):  # 25 MP: ours; 2 GP: Pillow's bomb check (179 MP)
+            r = post(_png_header_only(*size))
+            assert r.status_code == 413 and "max_image_pixels" in r.json()["error"], r.text
+
+
+# ------------------------------------------------------- settings that travel with the model
+
+def test_each_served_model_brings_its_own_detection_settings(detectors, files, tmp_path):
+    """A detector saved with a 9 s refractory period fires once per clip in the server as in
+    `cs230 detect`; an operator override applies to it; a hot-swapped file brings its own."""
+    model = load_model(detectors["mid"])
+    model.set_detection_config(model.detection_config(refractory_s=9.0))
+    path = tmp_path / "swap" / "detector.pt"
+    save_model(model, path)
+    body = {"file": ("clip.wav", files["wav"].read_bytes())}
+    want = expected(path, files["wav"], "clip.wav")
+    assert len(want["detections"]) == 1
+    with TestClient(create_app(ServeConfig({"trigger-word": str(path)}, limits=LIMITS))) as c:
+        assert c.post(DETECT, files=body).json() == want
+        pcm = sf.read(files["wav"], dtype="int16")[0].astype("<i2").tobytes()
+        with c.websocket_connect(f"{STREAM}?sample_rate=16000") as ws:
+            assert len(_stream(ws, pcm, 32000)) == 2  # one detection, then the end
+        save_model(load_model(detectors["mid"]), path)  # the next version: the default 1 s
+        assert c.post("/v1/admin/reload").json()["changed"]
+        assert c.post(DETECT, files=body).json() == expected(detectors["mid"], files["wav"], "clip.wav")
+    save_model(model, path)
+    overridden = ServeConfig({"trigger-word": str(path)}, limits=LIMITS, detection_overrides={"refractory_s": 1.0})
+    with TestClient(create_app(overridden)) as c:
+        assert len(c.post(DETECT, files=body).json()["detections"]) == len(expected(
+            detectors["mid"], files["wav"], "clip.wav")["detections"]) > 1
+
+
 # ---------------------------------------------------------------------------------- token
 
 def test_token_guards_every_route_but_healthz(detectors, files):
@@ -217,9 +329,14 @@ def test_token_guards_every_route_but_healthz(detectors, files):
             with c.websocket_connect(f"{STREAM}?sample_rate=16000"):
                 pass
         assert denied.value.status_code == 401
-        for kw in ({"headers": good}, {}):
-            url = f"{STREAM}?sample_rate=16000" + ("" if kw else "&token=s3cret")
-            with c.websocket_connect(url, **kw) as ws:
+        for bad in ({"subprotocols": ["bearer", "wrong"]}, {"subprotocols": ["s3cret"]}, {}):
+            with pytest.raises(WebSocketDenialResponse) as denied:  # the URL is logged: never a token there
+                with c.websocket_connect(f"{STREAM}?sample_rate=16000&token=s3cret", **bad):
+                    pass
+            assert denied.value.status_code == 401
+        for kw, protocol in (({"headers": good}, None), ({"subprotocols": ["bearer", "s3cret"]}, "bearer")):
+            with c.websocket_connect(f"{STREAM}?sample_rate=16000", **kw) as ws:
+                assert ws.accepted_subprotocol == protocol  # a browser needs one of its offers back
                 ws.send_text("end")
                 assert ws.receive_json() == {"end": True, "duration_s": 0.0}
 
@@ -368,6 +485,10 @@ def test_real_server_on_loopback(store, files, detectors, tmp_path):
             messages = [json.loads(m) for m in ws]
         assert messages[-1] == {"end": True, "duration_s": 10.0}
         assert [m["time_s"] for m in messages[:-1]] == [d["time_s"] for d in r.json()["detections"]]
+        with connect(f"ws://127.0.0.1:{port}{STREAM}?sample_rate=16000", subprotocols=["bearer", "tok"]) as ws:
+            assert ws.subprotocol == "bearer"  # what a browser's WebSocket(url, ["bearer", token]) needs
+            ws.send("end")
+            assert json.loads(ws.recv()) == {"end": True, "duration_s": 0.0}
         store[1].set_registered_model_alias(NAME, "champion", "3")
         assert httpx.post(f"{base}/v1/admin/reload", headers=auth, timeout=30).json()["changed"]
         r = httpx.post(f"{base}{DETECT}", files={"file": ("clip.wav", body)}, headers=auth, timeout=30)

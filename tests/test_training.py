@@ -1,5 +1,5 @@
 """Specification of trigger-word training: the dataset contract, learning a toy task,
-determinism, and the stopping rules."""
+determinism, and the stopping rules (epochs and patience; time only as a safety stop)."""
 import csv
 import json
 from pathlib import Path
@@ -11,6 +11,7 @@ import torch
 
 from components.audio.model import ModelConfig, TriggerWordModel
 from components.audio.training import ClipDataset, TrainConfig, frame_metrics, train
+from components.errors import SafetyStop
 
 SR = 16000
 SAMPLES_PER_STEP = 320  # hop 160 x conv stride 2
@@ -138,12 +139,12 @@ def test_training_fits_feature_normalisation_and_keeps_the_best_epoch(toy):
     assert result.best_val_loss == best == result.history[result.best_epoch - 1]["val_loss"]
 
 
-def test_wall_clock_cap_stops_after_the_first_epoch(toy, capsys):
+def test_the_safety_stop_raises_after_an_epoch_rather_than_cutting_training_short(toy, capsys):
     root, ids = toy
     ds = ClipDataset(root, ids[:4])
-    result = train(new_model(), ds, ds, TrainConfig(max_epochs=5, max_minutes=1e-6, num_threads=1))
-    assert result.stop_reason == "time_limit" and len(result.history) == 1
-    assert "val_loss" in capsys.readouterr().out  # no callback: one printed line per epoch
+    with pytest.raises(SafetyStop, match="safety stop of 1e-06 min"):
+        train(new_model(), ds, ds, TrainConfig(max_epochs=5, safety_minutes=1e-6, num_threads=1))
+    assert capsys.readouterr().out.count("val_loss") == 1  # no callback: one printed line per epoch
 
 
 def test_labels_from_another_step_size_are_rejected(toy):

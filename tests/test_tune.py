@@ -17,7 +17,6 @@ pytestmark = pytest.mark.timeout(300)
 
 # Tiny budgets: the point is the wiring, not the model.
 SEARCH = {"concurrency": 2, "startup_trials": 1, "train_items": 16, "val_items": 8, "max_epochs": 2,
-          "trial_minutes": 1.0,
           "space": {"lr": [0.001, 0.01], "gru_hidden": [8, 16], "gru_layers": [1, 2], "conv_filters": [8, 16],
                     "dropout": [0.0, 0.2], "pos_weight": [2.0, 8.0], "batch_size": [4, 8]}}
 
@@ -170,3 +169,41 @@ def test_search_space_is_validated(tmp_path):
         params(tmp_path, 2, space={**SEARCH["space"], "lr": [0.01, 0.001]})
     with pytest.raises(ParamsError, match="tune.space.gru_layers"):
         params(tmp_path, 2, space={**SEARCH["space"], "gru_layers": [9]})
+
+
+def halving_run(order: list[tuple[int, int]], losses: dict[int, list[float]]) -> tuple[set[int], dict[int, int]]:
+    """Feed BatchedHalving each (trial, epoch) result in `order` (skipping trials it has
+    stopped); returns the pruned trials and the epochs each ran."""
+    from ray.tune.experiment import Trial
+
+    scheduler = hpo.BatchedHalving("val_loss", max_epochs=4, grace_epochs=1, reduction_factor=2, batch_size=2)
+    trials = [Trial("__fake", stub=True) for _ in losses]
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    ran, stopped = {i: 0 for i in losses}, set()
+    for i, epoch in order:
+        if i in stopped:
+            continue
+        ran[i] = epoch
+        if scheduler.on_trial_result(None, trials[i], {"training_iteration": epoch,
+                                                       "val_loss": losses[i][epoch - 1]}) == scheduler.STOP:
+            stopped.add(i)
+    return {i for i, t in enumerate(trials) if t.trial_id in scheduler.pruned}, ran
+
+
+def test_halving_decisions_do_not_depend_on_which_trial_reports_first():
+    """Trials 0-1 form the first batch, 2-3 the second, 4-5 the third. ASHA would let trial
+    1 be pruned by trial 0 had 0 reached a rung first; here a trial is only judged against
+    the finished earlier batches, so any interleaving inside a batch gives the same result."""
+    losses = {0: [0.5, 0.4, 0.3, 0.2], 1: [0.9, 0.8, 0.7, 0.6], 2: [0.6, 0.5, 0.45, 0.4],
+              3: [0.95, 0.9, 0.9, 0.9], 4: [0.3, 0.2, 0.1, 0.05], 5: [0.6, 0.7, 0.8, 0.9]}
+    results = []
+    for first, second in ((0, 1), (1, 0)):  # within each batch, who reports each epoch first
+        order = [(i, epoch) for batch in ((0, 1), (2, 3), (4, 5)) for epoch in range(1, 5)
+                 for i in (batch if first == 0 else batch[::-1])]
+        results.append(halving_run(order, losses))
+    one_by_one = [(i, epoch) for i in losses for epoch in range(1, 5)]  # each trial runs to its end in turn
+    results.append(halving_run(one_by_one, losses))
+    assert results[0] == results[1] == results[2]
+    pruned, ran = results[0]
+    assert pruned == {3, 5} and ran == {0: 4, 1: 4, 2: 4, 3: 1, 4: 4, 5: 2}

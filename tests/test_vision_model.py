@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from components.errors import SafetyStop
 from components.vision import numpy_net
 from components.vision.model import (ClassifierConfig, build_classifier, classifier_from_numpy,
                                      load_classifier, numpy_params, save_classifier)
@@ -293,11 +294,15 @@ def test_learning_rate_decays_as_the_notes_give_it(backend):
     assert decayed.history[-1]["train_loss"] != pytest.approx(constant.history[-1]["train_loss"])
 
 
-def test_fit_stops_at_the_time_limit():
+def test_fit_raises_past_its_safety_stop_and_never_stops_early_on_time():
     x, y = toy_day_night(32, seed=0)
     model = build_classifier(ClassifierConfig(kind="cnn", cnn_channels=(4,), image_size=SIZE), seed=0)
-    result = fit(model, x, y, x, y, TrainConfig(max_epochs=10, max_minutes=1e-9))
-    assert result.stop_reason == "time_limit" and len(result.history) == 1
+    epochs = []
+    with pytest.raises(SafetyStop, match="safety stop of 1e-09 min"):
+        fit(model, x, y, x, y, TrainConfig(max_epochs=10, safety_minutes=1e-9), on_epoch=lambda e, m: epochs.append(e))
+    assert epochs == [1]
+    result = fit(model, x, y, x, y, TrainConfig(max_epochs=3, patience=10))  # no stop: the whole budget
+    assert result.stop_reason == "max_epochs" and len(result.history) == 3 and result.threads == 1
 
 
 def test_fit_rejects_bad_inputs():

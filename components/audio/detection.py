@@ -334,6 +334,26 @@ def pick_operating_threshold(curve: DetCurve, target_fa_per_hour: float) -> floa
     return float(np.max(curve.thresholds))
 
 
+def frr_at_fa_per_hour(curve: DetCurve, fa_per_hour: float) -> float:
+    """The FRR a detector reaches at exactly ``fa_per_hour``, read from its DET curve, so that
+    two detectors can be compared at the same operating point whatever thresholds they picked.
+
+    The curve's front (the points that no other threshold beats on both FA/h and FRR, "never
+    fire", FRR 1 at 0 FA/h, included) is interpolated linearly between the two front points
+    around the target. Switching at random between those two thresholds reaches every point of
+    that line, so the figure is an operating point, not an artefact of the threshold grid.
+    Past the curve's largest FA/h, its lowest FRR; NaN when the clips hold no trigger word."""
+    if not curve.n_triggers:
+        return float("nan")
+    ok = np.isfinite(curve.frr) & np.isfinite(curve.fa_per_hour)
+    fa = np.concatenate([[0.0], np.asarray(curve.fa_per_hour)[ok]])
+    frr = np.concatenate([[1.0], np.asarray(curve.frr)[ok]])
+    order = np.lexsort((frr, fa))  # by FA/h, then FRR
+    fa, best = fa[order], np.minimum.accumulate(frr[order])
+    front = np.concatenate([[True], best[1:] < best[:-1]])  # each FA/h kept only where FRR drops
+    return float(np.interp(fa_per_hour, fa[front], best[front]))
+
+
 def curve_point(curve: DetCurve, threshold: float) -> tuple[float, float]:
     """(FRR, FA/h) at the evaluated threshold nearest to ``threshold``."""
     i = int(np.argmin(np.abs(curve.thresholds - threshold)))

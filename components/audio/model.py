@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.audio.detection import DetectionConfig
 from components.audio.features import FeatureConfig, LogMel, strict_from_dict
 
 CHECKPOINT_FORMAT = "cs230-trigger-word/1"
@@ -107,6 +108,23 @@ class TriggerWordModel(nn.Module):
 
     def stream(self) -> "TriggerWordStreamer":
         return TriggerWordStreamer(self)
+
+    def detection_config(self, threshold: float | None = None, smoothing_steps: int | None = None,
+                         refractory_s: float | None = None) -> DetectionConfig:
+        """The operating settings evaluation chose and saved with this model (`threshold` and
+        `metadata["detection"]`), which every consumer (detect, serve, export) uses; an argument that
+        is not None overrides that one setting (the consumers' explicit flags). A model saved before
+        evaluation recorded smoothing and refractory period gets DetectionConfig's defaults for them."""
+        saved = {**dataclasses.asdict(DetectionConfig()), **self.metadata.get("detection", {}),
+                 "threshold": self.threshold}
+        given = {"threshold": threshold, "smoothing_steps": smoothing_steps, "refractory_s": refractory_s}
+        return DetectionConfig(**{**saved, **{k: v for k, v in given.items() if v is not None}})
+
+    def set_detection_config(self, cfg: DetectionConfig) -> None:
+        """Make `cfg` this model's operating settings, saved with it (what evaluation chooses)."""
+        self.threshold = float(cfg.threshold)
+        self.metadata = {**self.metadata, "detection": {"smoothing_steps": int(cfg.smoothing_steps),
+                                                        "refractory_s": float(cfg.refractory_s)}}
 
     def size_bytes(self) -> int:
         """Bytes of fp32 parameters (the weights a device must hold)."""

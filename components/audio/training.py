@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from components.audio.features import fit_normalisation, strict_from_dict
 from components.audio.model import TriggerWordModel
+from components.errors import check_safety_stop
 
 LR_SCHEDULES = ("plateau", "onecycle", "cosine", "constant")
 
@@ -83,7 +84,7 @@ class TrainConfig:
     pos_weight: float = 5.0  # positives are ~5% of steps; up-weight them so recall is not starved
     weight_decay: float = 0.0
     # "plateau" (default): halve the LR after `plateau_patience` epochs without val improvement.
-    # It needs no horizon, so it composes with early stopping and the wall-clock cap.
+    # It needs no horizon, so it composes with early stopping.
     # "onecycle"/"cosine" anneal over max_epochs (best when the run is known to use them all).
     lr_schedule: str = "plateau"
     plateau_patience: int = 1
@@ -94,7 +95,9 @@ class TrainConfig:
     # per-step matmuls are too small to split well (2 threads: ~+15% when the box is idle),
     # and OpenMP threads stall badly when another process shares the cores (measured 6x slower).
     num_threads: int | None = 1
-    max_minutes: float = 7.0  # wall-clock cap incl. normalisation fit; an epoch is not started if it would overrun
+    # Wall-clock safety stop (None: none): past it, training raises SafetyStop after the
+    # current epoch. It never shortens a run into a different model: budgets are epochs.
+    safety_minutes: float | None = None
     norm_clips: int = 200  # training clips sampled to fit the log-mel normalisation
     eval_batch_size: int = 64
 
@@ -105,8 +108,8 @@ class TrainConfig:
             raise ValueError("num_workers must be 0 or 1")
         if min(self.batch_size, self.max_epochs, self.patience, self.norm_clips) < 1:
             raise ValueError(f"batch_size, max_epochs, patience and norm_clips must be >= 1: {self}")
-        if self.lr <= 0 or self.pos_weight <= 0 or self.max_minutes <= 0:
-            raise ValueError("lr, pos_weight and max_minutes must be > 0")
+        if self.lr <= 0 or self.pos_weight <= 0 or (self.safety_minutes is not None and self.safety_minutes <= 0):
+            raise ValueError("lr, pos_weight and safety_minutes must be > 0")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -118,8 +121,9 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one metrics dict per epoch
     best_epoch: int = 0  # 1-based; the model holds this epoch's weights
     best_val_loss: float = math.inf
-    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit"
+    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping"
     seconds: float = 0.0  # wall clock, normalisation fit included
+    threads: int = 0  # torch intra-op threads it ran with: the result is reproducible for this count
 
 
 def frame_metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> dict:
@@ -214,8 +218,10 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
           on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Fit feature normalisation on `train_ds`, then train `model` in place.
 
-    Deterministic for a given seed, model initialisation and thread count. The model
-    ends in eval mode holding the weights of the epoch with the lowest val loss.
+    Deterministic for a given seed, model initialisation and thread count: it stops only
+    after max_epochs or `patience` epochs without a better val loss, never on time (past
+    `cfg.safety_minutes` it raises SafetyStop instead). The model ends in eval mode holding
+    the weights of the epoch with the lowest val loss.
     `on_epoch(epoch, metrics)` is called after each epoch; without it a line is printed.
     """
     start = time.perf_counter()
@@ -233,7 +239,7 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
         loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(cfg.pos_weight))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched, per_batch = _scheduler(opt, cfg, len(loader))
-        result, best_state, stale = TrainResult(), None, 0
+        result, best_state, stale = TrainResult(threads=torch.get_num_threads()), None, 0
         for epoch in range(1, cfg.max_epochs + 1):
             t0 = time.perf_counter()
             train_loss, n = _train_epoch(model, loader, loss_fn, opt, sched if per_batch else None,
@@ -257,12 +263,9 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
             else:
                 print(f"epoch {epoch:2d}  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
                       flush=True)
-            elapsed = time.perf_counter() - start
+            check_safety_stop(cfg.safety_minutes, start, epoch)
             if stale >= cfg.patience:
                 result.stop_reason = "early_stopping"
-                break
-            if epoch < cfg.max_epochs and elapsed + metrics["epoch_s"] > cfg.max_minutes * 60:
-                result.stop_reason = "time_limit"  # the next epoch would overrun the cap
                 break
     model.load_state_dict(best_state)
     model.eval()

@@ -29,7 +29,6 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from components.audio.detection import DetectionConfig
 from components.audio.features import LOG_FLOOR
 from components.audio.model import TriggerWordModel
 
@@ -186,11 +185,11 @@ def step_model(model: TriggerWordModel, metadata: dict[str, str] | None = None) 
     graph = helper.make_graph(g.nodes, "trigger_word_step", inputs, outputs, g.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cs230-mlops")
     proto.ir_version = 8  # onnxruntime >= 1.14 reads it
-    detection = {**DetectionConfig().__dict__, **model.metadata.get("detection", {})}  # as saved by evaluate
+    detection = model.detection_config()  # as saved by evaluate (or an override of export's)
     set_metadata(proto, {"format": STEP_FORMAT, "sample_rate": str(cfg.sample_rate),
-                         "smoothing_steps": str(detection["smoothing_steps"]),
-                         "refractory_s": repr(float(detection["refractory_s"])),
-                         "samples_per_step": str(model.samples_per_step), "threshold": repr(float(model.threshold)),
+                         "smoothing_steps": str(detection.smoothing_steps),
+                         "refractory_s": repr(float(detection.refractory_s)),
+                         "samples_per_step": str(model.samples_per_step), "threshold": repr(float(detection.threshold)),
                          "parameters": str(sum(p.numel() for p in model.parameters())), **(metadata or {})})
     onnx.checker.check_model(proto, full_check=True)
     return proto

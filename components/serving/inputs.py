@@ -6,7 +6,8 @@ with `?sample_rate=`. PCM is written behind a WAV header as it arrives, so every
 through the same reader (`detect_file`) and gives the same JSON as `cs230 detect`.
 
 Every refusal is a `ServeError(status, message)`: the app answers `{"error": message}`.
-The byte limit is counted while the body arrives, before anything is decoded.
+The byte limit is counted while the body arrives, before anything is decoded; the duration
+limit counts the samples decoded (or received, for PCM), never what a file header claims.
 """
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-import soundfile as sf
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from components.audio.audio_io import AudioReadError
-from components.detect import detect_file
+from components.detect import AudioTooLong, detect_file
 
 FILE_TYPES = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
               "audio/flac": ".flac", "audio/x-flac": ".flac"}
@@ -175,15 +175,12 @@ async def receive_multipart(request: Request, max_bytes: int, what: str = "audio
         await form.close()
 
 
-def detect_upload(model, upload: Upload, cfg, threshold: float | None, max_seconds: float) -> dict:
-    """`cs230 detect`'s record of the upload (blocking: run it in a worker thread)."""
+def detect_upload(model, upload: Upload, cfg, max_seconds: float) -> dict:
+    """`cs230 detect`'s record of the upload (blocking: run it in a worker thread). The duration
+    limit counts samples as they are decoded: a header that understates the length gains nothing."""
     try:
-        info = sf.info(str(upload.path))
-    except (sf.LibsndfileError, RuntimeError, OSError):
-        info = None  # not audio: detect_file says why, in the same words as `cs230 detect`
-    if info is not None and info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
-        raise ServeError(413, f"audio is {info.frames / info.samplerate:.1f} s long; the limit is {max_seconds:g} s")
-    try:
-        return {"file": upload.name, **detect_file(model, upload.path, cfg, threshold)}
+        return {"file": upload.name, **detect_file(model, upload.path, cfg, max_seconds=max_seconds)}
+    except AudioTooLong as exc:
+        raise ServeError(413, str(exc)) from None
     except AudioReadError as exc:
         raise ServeError(400, str(exc).replace(str(upload.path), upload.name)) from None  # no temp paths

@@ -2,11 +2,13 @@
 
 Both answer with the model version a request started on (`holder.get` once, kept to the
 end), through `components.detect` (upload) or the same streamer + `StreamingDetector` it
-uses (stream), so outputs equal `cs230 detect` on the same audio.
+uses (stream), so outputs equal `cs230 detect` on the same audio. Each uses that version's
+own detection settings (`detection_config()`: a hot-swapped champion brings its own), except
+those the operator overrode (`cs230 serve --threshold ...`) or a request's `?threshold=`.
+A stream ends with an error once it passes serve.max_stream_bytes or max_stream_seconds.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import anyio
@@ -25,6 +27,18 @@ router = APIRouter(prefix=f"/v1/{KIND}")
 
 def _loaded(state):
     return loaded_model(state, KIND)
+
+
+def _settings(state, model, threshold: float | None = None) -> DetectionConfig:
+    """The model's own detection settings, with the server's overrides, then the request's threshold."""
+    overrides = {**state.config.detection_overrides, **({} if threshold is None else {"threshold": threshold})}
+    return model.detection_config(**overrides)
+
+
+def subprotocol_token(scope) -> str:
+    """The token a WebSocket client offered as the subprotocols `bearer, <token>` ("" if none)."""
+    offered = list(scope.get("subprotocols") or [])
+    return offered[offered.index("bearer") + 1] if "bearer" in offered[:-1] else ""
 
 
 def _threshold(text: str | None) -> float | None:
@@ -48,8 +62,9 @@ async def detect(request: Request) -> JSONResponse:
     limits = state.config.limits
     upload = await receive_audio(request, limits.max_body_bytes, limits.max_audio_seconds)
     try:
-        record = await anyio.to_thread.run_sync(detect_upload, loaded.model, upload, state.config.detection,
-                                                threshold, limits.max_audio_seconds, limiter=state.limiter)
+        record = await anyio.to_thread.run_sync(detect_upload, loaded.model, upload,
+                                                _settings(state, loaded.model, threshold),
+                                                limits.max_audio_seconds, limiter=state.limiter)
     finally:
         upload.path.unlink(missing_ok=True)
     return JSONResponse(record, headers=model_headers(loaded))
@@ -61,12 +76,13 @@ class PcmStream:
     def __init__(self, model, cfg: DetectionConfig, sample_rate: int):
         rate = model.feature_config.sample_rate
         self.streamer = model.stream()  # its own state: one per connection
-        self.detector = StreamingDetector(model.step_seconds, dataclasses.replace(cfg, threshold=model.threshold))
+        self.detector = StreamingDetector(model.step_seconds, cfg)
         self.resampler = (soxr.ResampleStream(sample_rate, rate, 1, dtype="float32", quality="HQ")
                           if sample_rate != rate else None)  # as detect.stream_audio does
-        self.sample_rate, self.samples, self._odd = sample_rate, 0, b""
+        self.sample_rate, self.samples, self.bytes, self._odd = sample_rate, 0, 0, b""
 
     def feed(self, data: bytes) -> list[dict]:
+        self.bytes += len(data)
         data = self._odd + data
         whole = len(data) - len(data) % 2
         self._odd = data[whole:]  # half a sample waits for the next message
@@ -90,7 +106,8 @@ class PcmStream:
 @router.websocket("/stream")
 async def stream(ws: WebSocket) -> None:
     """Binary messages: PCM16 LE mono at ?sample_rate=. Pushes {"time_s", "score"} per
-    detection. A text message "end" flushes, answers {"end": true, "duration_s"} and closes."""
+    detection. A text message "end" flushes, answers {"end": true, "duration_s"} and closes.
+    Over a limit (one message, the session's bytes or seconds): {"error"}, then close 1009."""
     state = ws.app.state
     try:
         rate = parse_sample_rate(ws.query_params.get("sample_rate"))
@@ -100,17 +117,17 @@ async def stream(ws: WebSocket) -> None:
         loaded = _loaded(state)
     except ServeError as exc:
         return await deny(ws, exc.status, exc.message)
-    pcm = PcmStream(loaded.model, state.config.detection, rate)
-    await ws.accept(headers=[(k.lower().encode(), v.encode()) for k, v in model_headers(loaded).items()])
-    max_bytes = state.config.limits.max_body_bytes
+    pcm = PcmStream(loaded.model, _settings(state, loaded.model), rate)
+    await ws.accept(subprotocol="bearer" if subprotocol_token(ws.scope) else None,  # a client must get one back
+                    headers=[(k.lower().encode(), v.encode()) for k, v in model_headers(loaded).items()])
+    limits = state.config.limits
     try:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("bytes") is not None:
-                if len(message["bytes"]) > max_bytes:
-                    raise ServeError(413, f"message over the limit of {max_bytes} bytes")
+                check_stream_limits(pcm, len(message["bytes"]), limits)
                 found = await anyio.to_thread.run_sync(pcm.feed, message["bytes"], limiter=state.limiter)
             elif (message.get("text") or "").strip() == "end":
                 for d in await anyio.to_thread.run_sync(pcm.finish, limiter=state.limiter):
@@ -126,6 +143,18 @@ async def stream(ws: WebSocket) -> None:
         await ws.close(1003 if exc.status == 400 else 1009, exc.message[:120])
     except WebSocketDisconnect:
         return
+
+
+def check_stream_limits(pcm: PcmStream, size: int, limits) -> None:
+    """ServeError 413 before a message of `size` bytes takes the stream past a limit."""
+    if size > limits.max_body_bytes:
+        raise ServeError(413, f"message over the limit of {limits.max_body_bytes} bytes")
+    if pcm.bytes + size > limits.max_stream_bytes:
+        raise ServeError(413, f"stream over the limit of {limits.max_stream_bytes} bytes (serve.max_stream_bytes)")
+    seconds = (pcm.bytes + size) // 2 / pcm.sample_rate
+    if seconds > limits.max_stream_seconds:
+        raise ServeError(413, f"stream over the limit of {limits.max_stream_seconds:g} s of audio "
+                         "(serve.max_stream_seconds)")
 
 
 async def deny(ws: WebSocket, status: int, message: str) -> None:

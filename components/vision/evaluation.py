@@ -134,17 +134,22 @@ def classification_metrics(y, p, threshold: float = 0.5, bins: int = 15) -> dict
     precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
     recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    clipped = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
-    log_loss = -np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
     two_classes = len(np.unique(y)) == 2
     return {
         "accuracy": _round((c["tp"] + c["tn"]) / len(y)),
         "roc_auc": _round(roc_auc_score(y, p)) if two_classes else None,
         "precision": _round(precision), "recall": _round(recall), "f1": _round(f1),
-        "log_loss": _round(log_loss), "brier": _round(np.mean((p - y) ** 2)),
+        "log_loss": _round(log_loss(y, p)), "brier": _round(np.mean((p - y) ** 2)),
         "ece": _round(expected_calibration_error(y, p, bins)),
         "n": int(len(y)), "n_night": int(y.sum()), "confusion": c,
     }
+
+
+def log_loss(y, p) -> float:
+    """Mean binary cross-entropy in nats, p clipped to [LOG_LOSS_EPS, 1 - LOG_LOSS_EPS]."""
+    y, p = _check(y, p)
+    clipped = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
 
 
 def metrics_by_group(y, p, groups, threshold: float = 0.5, bins: int = 15) -> dict[str, dict]:

@@ -251,16 +251,17 @@ def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndar
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def generate(cfg: SceneConfig, seed: int, n: int) -> tuple[np.ndarray, pd.DataFrame]:
-    """n images and one frame row per image. Image i depends only on (seed, i): its own seed sequence,
-    and a night flag that spreads exactly round(n * night_share) nights over any prefix of the indices."""
+def generate(cfg: SceneConfig, seed: int, n: int, first: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """Images first..first+n-1 and one frame row per image. Image i depends only on (seed, i): its own
+    seed sequence, and a night flag that spreads exactly round(n * night_share) nights over any run of
+    consecutive indices (to within one). Disjoint index ranges draw from disjoint random streams."""
     images = np.empty((n, cfg.size, cfg.size, 3), np.uint8)
     rows = []
-    for i in range(n):
+    for i in range(first, first + n):
         rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
         night = round((i + 1) * cfg.night_share) > round(i * cfg.night_share)
         spec = sample_spec(rng, cfg, night)
-        images[i] = render(spec, rng, cfg.size)
+        images[i - first] = render(spec, rng, cfg.size)
         rows.append({"image_id": f"scene-{i:06d}", **vars(spec)})
     return images, pd.DataFrame(rows)
 

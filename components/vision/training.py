@@ -22,6 +22,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from components.errors import check_safety_stop
 from components.vision import numpy_net
 from components.vision.model import DayNightClassifier, numpy_params, set_numpy_params
 
@@ -42,7 +43,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_epochs: int = 30
     patience: int = 5  # epochs without val-loss improvement before stopping
-    max_minutes: float = 5.0  # wall-clock cap; an epoch is not started if it would overrun
+    # Wall-clock safety stop (None: none): past it, fit raises SafetyStop after the current
+    # epoch. It never shortens a run into a different model: budgets are epochs.
+    safety_minutes: float | None = None
     seed: int = 0  # shuffling and dropout masks
     # Intra-op threads for torch and for NumPy's BLAS, restored afterwards. Keep at 1-2 on a shared box:
     # OpenMP threads stall badly when another process holds the cores.
@@ -56,8 +59,10 @@ class TrainConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if min(self.batch_size, self.max_epochs, self.patience, self.threads) < 1:
             raise ValueError(f"batch_size, max_epochs, patience and threads must be >= 1: {self}")
-        if self.lr <= 0 or self.max_minutes <= 0 or self.weight_decay < 0 or self.lr_decay < 0:
-            raise ValueError("lr and max_minutes must be > 0, weight_decay and lr_decay >= 0")
+        if self.lr <= 0 or (self.safety_minutes is not None and self.safety_minutes <= 0):
+            raise ValueError("lr and safety_minutes must be > 0")
+        if self.weight_decay < 0 or self.lr_decay < 0:
+            raise ValueError("weight_decay and lr_decay must be >= 0")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -71,8 +76,9 @@ class TrainConfig:
 class TrainResult:
     history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_accuracy, lr, epoch_s
     best_epoch: int = 0  # 1-based; the model holds this epoch's weights (0: none beat the initial ones)
-    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit"
+    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping"
     seconds: float = 0.0
+    threads: int = 0  # torch and BLAS threads it ran with: the result is reproducible for this count
     best_val_loss: float = math.inf
 
 
@@ -183,7 +189,9 @@ def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainCon
         on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train `model` in place; it ends in eval mode holding the epoch with the lowest val loss.
 
-    Deterministic for a given seed, initial model and thread count. `on_epoch(epoch, metrics)` is
+    Deterministic for a given seed, initial model and thread count: it stops only after max_epochs or
+    `patience` epochs without a better val loss, never on time (past `cfg.safety_minutes` it raises
+    SafetyStop instead). `on_epoch(epoch, metrics)` is
     called after each epoch with that epoch's history entry. Losses are mean BCE without the L2 term.
     """
     start = time.perf_counter()
@@ -197,7 +205,7 @@ def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainCon
         with threadpool_limits(limits=cfg.threads):
             backend = (_TorchBackend if cfg.backend == "torch" else _NumpyBackend)(model, cfg)
             shuffle = np.random.default_rng(cfg.seed)
-            result, best, stale = TrainResult(), backend.snapshot(), 0
+            result, best, stale = TrainResult(threads=cfg.threads), backend.snapshot(), 0
             for epoch in range(1, cfg.max_epochs + 1):
                 t0 = time.perf_counter()
                 lr = cfg.lr / (1 + cfg.lr_decay * (epoch - 1))
@@ -215,12 +223,9 @@ def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainCon
                     stale += 1
                 if on_epoch is not None:
                     on_epoch(epoch, metrics)
+                check_safety_stop(cfg.safety_minutes, start, epoch)
                 if stale >= cfg.patience:
                     result.stop_reason = "early_stopping"
-                    break
-                elapsed = time.perf_counter() - start
-                if epoch < cfg.max_epochs and elapsed + metrics["epoch_s"] > cfg.max_minutes * 60:
-                    result.stop_reason = "time_limit"  # the next epoch would overrun the cap
                     break
             backend.finish(best)
     finally:

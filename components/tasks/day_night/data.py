@@ -106,3 +106,25 @@ def split_arrays(data_dir: Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray
         raise StageError(f"{data_dir}/manifest.csv: {len(missing)} ids of the split are missing, e.g. {missing[:3]}")
     index = row.loc[ids].to_numpy()
     return np.asarray(images[index]), (manifest["label"].to_numpy()[index] == "night").astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------- gate
+
+# Gate scenes are the renderer's images 10^9.. of the gate's seed; a dataset holds at most
+# 10^6 (generate.images), so no gate image is a training image, whatever the two seeds are.
+GATE_FIRST_IMAGE = 10**9
+
+
+def make_gate_data(p: DayNightParams, out_dir: Path) -> dict:
+    """The day-night gate set: gate.images scenes rendered with the pipeline's renderer
+    settings (generate, labels) from the gate's own seed. Writes images.npy and manifest.csv
+    (image_id, sha256, label, condition and the scene facts), as the generate stage does."""
+    from components.generate_scenes import scene_config
+    from components.vision import scenes
+
+    images, frame = scenes.generate(scene_config(p), p.gate.seed, p.gate.images, first=GATE_FIRST_IMAGE)
+    frame.insert(1, "sha256", [hashlib.sha256(image.tobytes()).hexdigest() for image in images])
+    np.save(out_dir / "images.npy", images)
+    frame.to_csv(out_dir / "manifest.csv", index=False)
+    return {"images": len(frame), "night_share": round(float((frame["label"] == "night").mean()), 4),
+            **{f"condition_{k}": int(v) for k, v in frame["condition"].value_counts().sort_index().items()}}

@@ -71,8 +71,7 @@ def fit_trial(p: DayNightParams, chosen: dict, data_dir: str, train_ids: list[st
     budget = p.tune
     model = build(p, chosen["model"])
     cfg = train_config(p, model.cfg.kind, {**chosen["train"], "max_epochs": budget.max_epochs,
-                                           "patience": budget.max_epochs, "max_minutes": budget.trial_minutes,
-                                           "threads": 1})
+                                           "patience": budget.max_epochs, "threads": 1})
     fit_model(model, *split_arrays(data_dir, train_ids), *split_arrays(data_dir, val_ids), cfg, on_epoch=on_epoch)
 
 
@@ -88,8 +87,8 @@ def fit(p: DayNightParams, data_dir: Path, split_dir: Path, tuned: dict, on_epoc
     shape = f"mlp {'-'.join(map(str, (train_x[0].size, *c.hidden, 1)))}" if c.kind == "mlp" else \
         f"cnn {'/'.join(map(str, c.cnn_channels))}"
     print(f"training a {shape} ({c.activation}, {c.init} init; {cfg.optimizer}, lr {cfg.lr:.2g}, {cfg.backend}) "
-          f"on {len(train_x)} images, validating on {len(val_x)}; {cfg.threads} threads, cap {cfg.max_minutes} min",
-          flush=True)
+          f"on {len(train_x)} images, validating on {len(val_x)}; {cfg.max_epochs} epochs at most, "
+          f"{cfg.threads} threads", flush=True)
     result = fit_model(model, train_x, train_y, val_x, val_y, cfg, on_epoch=on_epoch)
     result.best_epoch = max(result.best_epoch, 1)  # 0: no epoch beat the initial weights; report the first
     return model, result

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import DayNightParams
+from components.gate import GateDecision, difference_interval, gate_decision
 from components.tasks.day_night.data import load_dataset, split_arrays
 
 # ------------------------------------------------------------------------------ evaluate
@@ -87,25 +88,71 @@ def log_model(classifier_path: Path):
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "ece": False, "log_loss": False}
 
 
-def gate_figures(model, p: DayNightParams, data_dir: Path, split_dir: Path) -> dict:
-    """Every gate metric of a classifier (its own temperature and threshold) on the test split."""
-    from components.split import read_split
-    from components.vision.evaluation import classification_metrics
+def gate_figures(model, p: DayNightParams, gate_dir: Path) -> dict:
+    """A classifier's figures on the gate set (stage gate_data), at its own temperature and
+    threshold: every gate metric with its interval at gate.confidence (`<metric>_low`,
+    `<metric>_high`: Wilson for accuracy, a seeded bootstrap over the images for the others),
+    meets_target (accuracy >= gate.target_accuracy), gate_hash, images."""
+    from sklearn.metrics import roc_auc_score
 
-    x, y = split_arrays(data_dir, read_split(split_dir, "test"))
-    m = classification_metrics(y, model.predict_proba(x), model.threshold, p.evaluation.ece_bins)
-    return {**{k: m[k] for k in HIGHER_IS_BETTER}, "threshold": model.threshold,
-            "temperature": round(model.temperature, 5)}
+    from components.gate import bootstrap_interval, wilson_interval
+    from components.gate_data import read_gate_info
+    from components.vision import evaluation as ev
+
+    g, bins = p.gate, p.evaluation.ece_bins
+    info = read_gate_info(gate_dir)
+    images, manifest = load_dataset(Path(gate_dir))
+    y = (manifest["label"].to_numpy() == "night").astype(np.int64)
+    prob = model.predict_proba(np.asarray(images))
+    m = ev.classification_metrics(y, prob, model.threshold, bins)
+    statistic = {"roc_auc": lambda t, q: roc_auc_score(t, q) if 0 < t.sum() < len(t) else float("nan"),
+                 "ece": lambda t, q: ev.expected_calibration_error(t, q, bins), "log_loss": ev.log_loss}
+    figures = {"gate_hash": info["gate_hash"], "images": len(y), "threshold": model.threshold,
+               "temperature": round(model.temperature, 5)}
+    for metric in HIGHER_IS_BETTER:
+        if metric == "accuracy":
+            low, high = wilson_interval(m["confusion"]["tp"] + m["confusion"]["tn"], len(y), g.confidence)
+        else:
+            low, high = bootstrap_interval(statistic[metric], (y, prob), g.confidence, seed=g.seed)
+        figures.update({metric: m[metric], f"{metric}_low": round(low, 5), f"{metric}_high": round(high, 5)})
+    return {**figures, "meets_target": meets_target(figures, p)}
 
 
-def decide(challenger: dict, champion: dict | None, p: DayNightParams) -> tuple[bool, str]:
-    """Promote when the gate metric is better by more than gate.min_improvement."""
-    if champion is None:
-        return True, "no champion yet"
-    metric, margin = p.gate.metric, p.gate.min_improvement
-    new, old = challenger[metric], champion[metric]
-    if new is None or old is None:
-        return False, f"kept champion ({metric} undefined on this test data)"
-    better = new > old + margin if HIGHER_IS_BETTER[metric] else new < old - margin
-    figures = f"{metric} {new:.5f} vs {old:.5f}"
-    return (True, f"beats champion: {figures}") if better else (False, f"kept champion ({metric} not better): {figures}")
+def meets_target(figures: dict, p: DayNightParams) -> bool:
+    """The quality floor: gate accuracy at least gate.target_accuracy."""
+    return bool(figures["accuracy"] >= p.gate.target_accuracy)
+
+
+def decide(challenger: dict, champion: dict | None, p: DayNightParams) -> GateDecision:
+    """The promotion gate on two classifiers' gate_figures (same gate set, scored now):
+    - no champion yet: the challenger takes it, whatever it scores, so the product works;
+    - never a model whose accuracy is lower, or ECE higher, than the champion's by more than
+      gate.accuracy_tolerance / gate.ece_tolerance, whatever the gate metric says;
+    - gate.metric decides, in its direction, beyond the noise: the interval of the difference
+      of the two figures (from both figures' intervals) must lie wholly on the better side of
+      zero (an equal model never wins).
+    The note says loudly whether the resulting champion reaches gate.target_accuracy."""
+    g, new, old = p.gate, challenger, champion
+
+    def decision(promote: bool, reason: str) -> GateDecision:
+        return gate_decision(promote, reason, new, old, lambda f: meets_target(f, p),
+                             lambda f: f"gate accuracy {f['accuracy']:.4f}", f"accuracy >= {g.target_accuracy:g}")
+
+    if old is None:
+        return decision(True, f"first version, no champion yet: accuracy {new['accuracy']:.4f}")
+    if new["gate_hash"] != old["gate_hash"]:
+        return decision(False, "kept champion: the two were not measured on the same gate set")
+    metric, higher = g.metric, HIGHER_IS_BETTER[g.metric]
+    if new[metric] is None or old[metric] is None:
+        return decision(False, f"kept champion ({metric} undefined on the gate set)")
+    low, high = difference_interval(new[metric], (new[f"{metric}_low"], new[f"{metric}_high"]),
+                                    old[metric], (old[f"{metric}_low"], old[f"{metric}_high"]))
+    figures = (f"{metric} {new[metric]:.5f} vs {old[metric]:.5f} (difference in [{low:+.5f}, {high:+.5f}]); "
+               f"accuracy {new['accuracy']:.4f} vs {old['accuracy']:.4f}, ECE {new['ece']:.4f} vs {old['ece']:.4f}")
+    if new["accuracy"] < old["accuracy"] - g.accuracy_tolerance:
+        return decision(False, f"kept champion (accuracy worse beyond tolerance): {figures}")
+    if new["ece"] > old["ece"] + g.ece_tolerance:
+        return decision(False, f"kept champion (ECE worse beyond tolerance): {figures}")
+    if not (low > 0 if higher else high < 0):
+        return decision(False, f"kept champion ({metric} not better beyond noise): {figures}")
+    return decision(True, f"beats champion: {figures}")

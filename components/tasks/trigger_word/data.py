@@ -120,3 +120,62 @@ def describe_split(rows: pd.DataFrame) -> dict:
             "positive_share": round(float((rows["n_triggers"] > 0).mean()), 3) if len(rows) else 0.0,
             "groups": int(rows["group"].nunique()),
             "backgrounds": rows["background"].value_counts(normalize=True).round(3).sort_index().to_dict()}
+
+
+# ---------------------------------------------------------------------------------- gate
+
+GATE_FOLDERS = {"gate_positive": "clips", "gate_negative": "negatives"}
+# The gate's random streams: the generator draws its renders from (seed, 99) and its clips
+# from (seed, 0|1|2, i), so with these codes no gate draw repeats a training one, whatever
+# the two seeds are.
+GATE_RENDER_STREAM, GATE_POSITIVE_STREAM, GATE_NEGATIVE_STREAM = 98, 3, 4
+
+
+def gate_render_plan(p: TriggerWordParams) -> list:
+    """The gate set's TTS renders (speech_bank.RenderJob), all in resource group 0."""
+    import dataclasses
+
+    from components.audio.speech_bank import plan_renders
+
+    jobs, _ = plan_renders(p.word, p.speech, 1, 1, np.random.default_rng([p.gate.seed, GATE_RENDER_STREAM]))
+    return [dataclasses.replace(job, group=0) for job in jobs]
+
+
+def make_gate_data(p: TriggerWordParams, out_dir: Path, cache_dir: Path = paths.TTS_CACHE_DIR) -> dict:
+    """The trigger word's gate set, from gate.seed and the generator's own machinery:
+    - fresh TTS renders (voices drawn from the gate's stream) of the phrase and the negative
+      words, over every voice family, the held-out one included: users are not the training
+      voices. One resource group: the set is never split, so a clip may use any render;
+    - gate.positive_clips clips of audio.clip_seconds with 1..clips.max_triggers trigger words
+      and 0..clips.max_negatives negatives each;
+    - gate.negative_hours of negative-only segments (negative_stream.segment_seconds long, at
+      negative_stream.words_per_minute), the cheap bulk that resolves false accepts per hour.
+    Synthetic backgrounds only: recordings in data/raw/ are training material. Writes
+    clips/, negatives/ and manifest.csv (the generated manifest's columns) into out_dir."""
+    import math
+
+    from components.audio.clips import ClipSpec
+    from components.audio.speech_bank import GroupLayout, SpeechBank, render_all
+    from components.generate import make_clips, worker_count
+
+    g, jobs = p.gate, gate_render_plan(p)
+    bank = SpeechBank(jobs, render_all(jobs, cache_dir, worker_count(p)), GroupLayout(main=1, stream=0))
+    specs = []
+    for i in range(g.positive_clips):
+        rng = np.random.default_rng([g.seed, GATE_POSITIVE_STREAM, i])
+        n_triggers = int(rng.integers(1, p.clips.max_triggers + 1))
+        specs.append(ClipSpec(f"gate-{i:05d}", "gate_positive", 0, p.audio.clip_seconds, n_triggers,
+                              int(rng.integers(0, p.clips.max_negatives + 1)), (g.seed, GATE_POSITIVE_STREAM, i, 1)))
+    segment_s = p.negative_stream.segment_seconds
+    for j in range(math.ceil(g.negative_hours * 3600 / segment_s)):
+        rng = np.random.default_rng([g.seed, GATE_NEGATIVE_STREAM, j])
+        n_words = int(rng.poisson(p.negative_stream.words_per_minute * segment_s / 60))
+        specs.append(ClipSpec(f"gate-negative-{j:04d}", "gate_negative", 0, segment_s, 0, n_words,
+                              (g.seed, GATE_NEGATIVE_STREAM, j, 1)))
+    manifest = pd.DataFrame([row for row, _ in make_clips(specs, bank, {}, p, out_dir, GATE_FOLDERS)])
+    manifest["label_row"] = -1  # no label track: the gate scores events, not frames
+    manifest.to_csv(out_dir / "manifest.csv", index=False)
+    positive = manifest["subset"] == "gate_positive"
+    return {"positive_clips": int(positive.sum()), "trigger_occurrences": int(manifest["n_triggers"].sum()),
+            "negative_hours": round(float(manifest.loc[~positive, "duration_s"].sum()) / 3600, 3),
+            "hours": round(float(manifest["duration_s"].sum()) / 3600, 3), "renders": len(jobs)}

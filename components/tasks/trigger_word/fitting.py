@@ -49,7 +49,7 @@ def train_config(p: TriggerWordParams, overrides: dict | None = None):
     threads = t.pop("threads") or len(os.sched_getaffinity(0))
     return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], max_epochs=t["max_epochs"], patience=t["patience"],
                        pos_weight=t["pos_weight"], weight_decay=t["weight_decay"], lr_schedule=t["lr_schedule"],
-                       max_minutes=t["max_minutes"], num_threads=threads, seed=p.seed)
+                       safety_minutes=t["safety_minutes"], num_threads=threads, seed=p.seed)
 
 
 def build_model(p: TriggerWordParams, model_overrides: dict | None = None):
@@ -77,7 +77,7 @@ def fit_trial(p: TriggerWordParams, chosen: dict, data_dir: str, train_ids: list
     net = build_model(p, chosen["model"])
     budget = p.tune
     cfg = train_config(p, {**chosen["train"], "max_epochs": budget.max_epochs, "patience": budget.max_epochs,
-                           "max_minutes": budget.trial_minutes, "threads": 1})
+                           "threads": 1})
     train_ds = ClipDataset(data_dir, train_ids, samples_per_step=net.samples_per_step)
     val_ds = ClipDataset(data_dir, val_ids, samples_per_step=net.samples_per_step)
     plain_bce = torch.nn.BCEWithLogitsLoss()
@@ -97,7 +97,7 @@ def fit(p: TriggerWordParams, data_dir: Path, split_dir: Path, tuned: dict, on_e
     train_ds = ClipDataset(data_dir, read_split(split_dir, "train"), samples_per_step=model.samples_per_step)
     val_ds = ClipDataset(data_dir, read_split(split_dir, "val"), samples_per_step=model.samples_per_step)
     print(f"training on {len(train_ds)} clips, validating on {len(val_ds)}; {model.size_bytes() / 1e6:.2f} MB fp32, "
-          f"{cfg.num_threads} threads, cap {cfg.max_minutes} min", flush=True)
+          f"{cfg.max_epochs} epochs at most, {cfg.num_threads} threads", flush=True)
     return model, train(model, train_ds, val_ds, cfg, on_epoch=on_epoch)
 
 

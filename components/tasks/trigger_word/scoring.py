@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import TriggerWordParams
+from components.gate import GateDecision, difference_interval, gate_decision
 
 # ------------------------------------------------------------------------------ evaluate
 
@@ -77,9 +78,6 @@ def evaluate(p: TriggerWordParams, data_dir: Path, split_dir: Path, model_path: 
 
 # ------------------------------------------------------------------------------ register
 
-GATE_SPLITS = ("test", "negative_stream_test")
-
-
 def registered_name(p: TriggerWordParams) -> str:
     from components.registry import registered_name as name
     return name(p.slug)
@@ -99,32 +97,76 @@ def log_model(detector_path: Path):
     return log_detector(detector_path)
 
 
-def gate_figures(model, p: TriggerWordParams, data_dir: Path, split_dir: Path) -> dict:
-    """FRR and FA/h of a detector at its own threshold on the test split and the test half
-    of the negative stream."""
+def gate_figures(model, p: TriggerWordParams, gate_dir: Path) -> dict:
+    """A detector's figures on the gate set (stage gate_data), with its own detection settings
+    (threshold, smoothing, refractory period: chosen at evaluation and saved in it):
+    - frr_at_target: its FRR at gate.target_fa_per_hour, read from its DET curve over the whole
+      set (positive clips and negative hours pooled, as evaluation pools val and the stream),
+      with a Wilson interval over the set's trigger words; meets_target: within gate.target_frr;
+    - at its own threshold, what users get: frr, false_accepts, fa_per_hour and a Poisson
+      interval of the rate;
+    - gate_hash, triggers, hours; det: the DET curve (a list: decision.json only)."""
     from components.audio import detection as det
-    from components.audio.evaluation import at_threshold, score_split
-    from components.split import read_split
+    from components.audio.evaluation import at_threshold, det_curve, score_split
+    from components.gate import poisson_interval, wilson_interval
+    from components.gate_data import read_gate_info
 
-    manifest = pd.read_csv(data_dir / "manifest.csv")
-    clips = [c for name in GATE_SPLITS for c in score_split(model, data_dir, manifest, read_split(split_dir, name))]
-    cfg = det.DetectionConfig(smoothing_steps=p.detection.smoothing_steps, refractory_s=p.detection.refractory_s,
-                              threshold=model.threshold)
-    result = at_threshold(clips, model.step_seconds, cfg, p.detection.window_after_s)
-    return {"frr": result["frr"], "fa_per_hour": result["fa_per_hour"], "threshold": round(model.threshold, 5)}
+    gate_dir, g = Path(gate_dir), p.gate
+    info = read_gate_info(gate_dir)
+    manifest = pd.read_csv(gate_dir / "manifest.csv")
+    clips = score_split(model, gate_dir, manifest, manifest["clip_id"].tolist())
+    cfg, step_s, window = model.detection_config(), model.step_seconds, p.detection.window_after_s
+    curve = det_curve(clips, step_s, cfg, window)
+    frr = det.frr_at_fa_per_hour(curve, g.target_fa_per_hour)
+    frr_low, frr_high = wilson_interval(frr * curve.n_triggers, curve.n_triggers, g.confidence)
+    own = at_threshold(clips, step_s, cfg, window)
+    fa_low, fa_high = poisson_interval(own["false_accepts"], g.confidence)
+    figures = {"gate_hash": info["gate_hash"], "triggers": curve.n_triggers, "hours": round(curve.hours, 3),
+              "target_fa_per_hour": g.target_fa_per_hour, "frr_at_target": round(frr, 5),
+              "frr_at_target_low": round(frr_low, 5), "frr_at_target_high": round(frr_high, 5),
+              "threshold": round(cfg.threshold, 5), "smoothing_steps": cfg.smoothing_steps,
+              "refractory_s": cfg.refractory_s,
+              "frr": own["frr"], "false_accepts": own["false_accepts"], "fa_per_hour": own["fa_per_hour"],
+              "fa_per_hour_low": round(fa_low / curve.hours, 4), "fa_per_hour_high": round(fa_high / curve.hours, 4),
+              "det": det.det_curve_rows(curve)}
+    return {**figures, "meets_target": meets_target(figures, p)}
 
 
-def decide(challenger: dict, champion: dict | None, p: TriggerWordParams) -> tuple[bool, str]:
-    """Promote when FRR is lower by more than gate.min_frr_improvement and FA/h is not
-    worse by more than gate.fa_per_hour_tolerance."""
-    if champion is None:
-        return True, "no champion yet"
-    gate = p.gate
-    fa_ok = challenger["fa_per_hour"] <= champion["fa_per_hour"] + gate.fa_per_hour_tolerance
-    better = challenger["frr"] < champion["frr"] - gate.min_frr_improvement
-    figures = (f"FRR {challenger['frr']:.4f} vs {champion['frr']:.4f}, "
-               f"FA/h {challenger['fa_per_hour']:.3f} vs {champion['fa_per_hour']:.3f}")
-    if better and fa_ok:
-        return True, f"beats champion: {figures}"
-    why = "FA/h worse" if not fa_ok else "FRR not lower"
-    return False, f"kept champion ({why}): {figures}"
+def meets_target(figures: dict, p: TriggerWordParams) -> bool:
+    """The quality floor: FRR at the gate's operating point within gate.target_frr."""
+    return bool(figures["frr_at_target"] <= p.gate.target_frr)
+
+
+def decide(challenger: dict, champion: dict | None, p: TriggerWordParams) -> GateDecision:
+    """The promotion gate on two models' gate_figures (same gate set, scored now):
+    - no champion yet: the challenger takes it, whatever it scores, so the product works;
+    - both are compared at the same operating point, gate.target_fa_per_hour on their DET
+      curves: the challenger wins only if the interval of its FRR minus the champion's (from
+      both Wilson intervals) lies below zero, so its gain is more than the noise of the set's
+      trigger words (an equal model never wins, one extra miss never decides);
+    - and the false accepts at its own threshold (what users get) are not above both the
+      champion's rate and the target beyond Poisson noise (the interval's lower bound).
+    The note says loudly whether the resulting champion reaches gate.target_frr."""
+    g, new, old = p.gate, challenger, champion
+    point = f"{g.target_fa_per_hour:g} FA/h"
+
+    def decision(promote: bool, reason: str) -> GateDecision:
+        return gate_decision(promote, reason, new, old, lambda f: meets_target(f, p),
+                             lambda f: f"FRR {f['frr_at_target']:.3f} at {point}",
+                             f"FRR <= {g.target_frr:g} at {point}")
+
+    if old is None:
+        return decision(True, f"first version, no champion yet: FRR {new['frr_at_target']:.4f} at {point}")
+    if new["gate_hash"] != old["gate_hash"]:
+        return decision(False, "kept champion: the two were not measured on the same gate set")
+    key = "frr_at_target"
+    _, gain_high = difference_interval(new[key], (new[f"{key}_low"], new[f"{key}_high"]),
+                                       old[key], (old[f"{key}_low"], old[f"{key}_high"]))
+    figures = (f"FRR at {point} {new[key]:.4f} vs {old[key]:.4f} (difference <= {gain_high:+.4f}) over "
+               f"{new['triggers']} triggers; own threshold FA/h {new['fa_per_hour']:.3f} "
+               f"(>= {new['fa_per_hour_low']:.3f}) vs {old['fa_per_hour']:.3f}")
+    if not gain_high < 0:
+        return decision(False, f"kept champion (FRR not lower beyond noise): {figures}")
+    if new["fa_per_hour_low"] > max(old["fa_per_hour"], g.target_fa_per_hour):
+        return decision(False, f"kept champion (FA/h worse beyond noise): {figures}")
+    return decision(True, f"beats champion: {figures}")
