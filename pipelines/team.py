@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -44,6 +45,11 @@ BUCKETS = ("mlflow", "dvc")  # as infra/docker-compose.yml creates them
 # each service's usual port, as infra/ publishes it, when free (another user's stack may hold it)
 PORTS = {"postgres": 5432, "s3": 9000, "mlflow": 5000, "ray": 6379, "prefect": 4200}
 WORK_POOL = "cs230-team"
+AUTH_INI = Path("infra") / "mlflow_basic_auth.ini"  # MLflow's basic-auth config, shared with infra/
+# every Ray node's settings, as infra/raycluster.yaml sets them (the token itself differs: a file
+# here, a Secret there). Niceness 0: the search is the foreground job; Ray's default 15 starves
+# trials on a busy machine.
+RAY_NODE_ENV = {"RAY_AUTH_MODE": "token", "RAY_worker_niceness": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 ADMIN = "admin"
 DB_USER = "mlflow"
 STARTUP_S = 180  # per service, on a busy 2-core machine
@@ -236,11 +242,11 @@ class Team:
                 "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.state['ports']['s3']}"}
 
     def start_mlflow(self) -> None:
+        """infra's basic-auth config, with its users in a sqlite file here (as in a compose volume)."""
         ini = self.dir / "mlflow" / "basic_auth.ini"
         ini.parent.mkdir(exist_ok=True)
-        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{ini.parent / 'basic_auth.db'}\n"
-                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                       "auth_cache_ttl_seconds = 60\n")  # else every request re-hashes the password (PBKDF2)
+        ini.write_text(re.sub(r"(?m)^database_uri = .*$", f"database_uri = sqlite:///{ini.parent / 'basic_auth.db'}",
+                              AUTH_INI.read_text()))
         self.spawn("mlflow", [_bin("mlflow"), "server", "--backend-store-uri", self.postgres_uri("mlflow", "+psycopg"),
                               "--artifacts-destination", "s3://mlflow", "--app-name", "basic-auth",
                               "--host", "127.0.0.1", "--port", str(self.state["ports"]["mlflow"]), "--workers", "1"],
@@ -251,9 +257,7 @@ class Team:
         self.wait_for("mlflow", lambda: _answers(url, (ADMIN, self.state["secrets"]["mlflow_admin"])))
 
     def ray_env(self) -> dict[str, str]:
-        # the search is the foreground job: Ray's default niceness 15 starves trials on a busy machine
-        return {**self.base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.dir / "ray" / "auth_token"),
-                "RAY_worker_niceness": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+        return {**self.base_env(), **RAY_NODE_ENV, "RAY_AUTH_TOKEN_PATH": str(self.dir / "ray" / "auth_token")}
 
     def start_ray(self, node: str, cpus: int) -> None:
         """`ray start` of the head or the worker node: its own CPU count and free ports."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_params
+from conftest import PROJECT_ROOT, write_params
 from test_flow import FLOW_TINY, clone_project
 
 pytestmark = pytest.mark.timeout(600)
@@ -29,6 +29,49 @@ MODEL = "trigger-word-activate"
 def sh(root, env, *cmd, **kw):
     return subprocess.run([str(c) for c in cmd], cwd=root, env={**os.environ, **env}, capture_output=True, text=True,
                           **kw)
+
+
+def test_infra_describes_the_same_stack(tmp_path):
+    """infra/ (compose, KubeRay) and `cs230 team up` agree: versions, ports, buckets, the
+    MLflow server's flags and environment names, the worker's and the Ray nodes' settings."""
+    from collections import defaultdict
+
+    import mlflow
+    import prefect
+    import ray
+    import yaml
+
+    from pipelines.team import BUCKETS, PORTS, RAY_NODE_ENV, WORK_POOL, Team, _postgres_bin
+
+    compose = yaml.safe_load((PROJECT_ROOT / "infra/docker-compose.yml").read_text())["services"]
+    cluster = next(d for d in yaml.safe_load_all((PROJECT_ROOT / "infra/raycluster.yaml").read_text())
+                   if d["kind"] == "RayCluster")
+    tag = {name: service["image"].rpartition(":")[2] for name, service in compose.items()}
+    server = subprocess.run([_postgres_bin("postgres"), "--version"], capture_output=True, text=True).stdout
+    assert tag["postgres"].split(".")[0] == re.search(r"\) (\d+)\.", server).group(1)
+    assert tag["mlflow"] == f"v{mlflow.__version__}" and tag["prefect"].startswith(f"{prefect.__version__}-")
+    assert cluster["spec"]["rayVersion"] == ray.__version__ and f"rayproject/ray:{ray.__version__}" in \
+        (PROJECT_ROOT / "infra/raycluster.yaml").read_text()
+
+    first_port = {name: int(str(s["ports"][0]).rsplit(":", 1)[1]) for name, s in compose.items() if s.get("ports")}
+    assert first_port == {"minio": PORTS["s3"], "mlflow": PORTS["mlflow"], "prefect": PORTS["prefect"]}
+    assert (PORTS["postgres"], PORTS["ray"]) == (5432, 6379)  # the images' own: postgres, Ray's GCS
+    assert re.findall(r"s3/(\w+)", compose["buckets"]["entrypoint"]) == list(BUCKETS)
+
+    team_ = Team(tmp_path)
+    team_.state = {"secrets": defaultdict(str), "ports": dict(PORTS)}
+    mlflow_server = compose["mlflow"]
+    for flag in ("--app-name basic-auth", "--backend-store-uri postgresql+psycopg://mlflow@",
+                 "--artifacts-destination s3://mlflow"):
+        assert flag in " ".join(mlflow_server["command"].split())
+    assert set(mlflow_server["environment"]) == set(team_.mlflow_server_env())
+    worker = compose["prefect-worker"]
+    assert f"--pool {WORK_POOL} --type process" in worker["command"]
+    assert set(worker["environment"]) == set(team_.client_env()) - {"RAY_AUTH_TOKEN_PATH"} | {"RAY_AUTH_TOKEN"}
+    for group in (cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]):
+        env = group["template"]["spec"]["containers"][0]["env"]
+        assert {e["name"]: e["value"] for e in env if "value" in e} == RAY_NODE_ENV
+        assert "RAY_AUTH_TOKEN" in {e["name"] for e in env}
 
 
 @pytest.fixture(scope="module")
