@@ -25,6 +25,7 @@ from pathlib import Path
 
 from components import paths, registry, tasks, tracking
 from components.gate_data import read_gate_info
+from components.refs import ModelLoadError
 from components.stage_cli import StageError, stage_main, stage_parser
 
 IDENTITY_TAG = "cs230.identity"
@@ -53,7 +54,7 @@ def run(pipeline: str, p, evaluated_path: Path, gate_dir: Path, report_dir: Path
     identity = model_identity(model_sha, gate_hash)
     try:
         decision = _register(pipeline, task, p, name, evaluated_path, gate_dir,
-                             {IDENTITY_TAG: identity, "model.sha256": model_sha, "gate.data_hash": gate_hash})
+                             {IDENTITY_TAG: identity, "model.sha256": model_sha})
     except registry.RegistryError as exc:
         raise StageError(str(exc)) from None
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,10 @@ def _register(pipeline: str, task, p, name: str, evaluated_path: Path, gate_dir:
     challenger = task.gate_figures(task.load_evaluated(str(evaluated_path)), p, gate_dir)
     previous = None
     if champion is not None:
-        previous = task.gate_figures(task.load_evaluated(f"models:/{name}/{champion.version}"), p, gate_dir)
+        try:
+            previous = task.gate_figures(task.load_evaluated(f"models:/{name}/{champion.version}"), p, gate_dir)
+        except ModelLoadError as exc:  # the champion exists but cannot be judged: never promote blindly
+            raise registry.RegistryError(f"champion version {champion.version} cannot be loaded: {exc}") from None
     gate = task.decide(challenger, previous, p)
     # the model is logged into the pipeline's run, or into a run of its own when the stage runs alone
     with registry.model_run(run_id, tracking.experiment_id(pipeline)) as run:
