@@ -377,6 +377,8 @@ def up(folder: Path, head_cpus: int, worker_cpus: int) -> Team:
 
 def down(folder: Path, quiet: bool = False) -> None:
     team = Team(folder)
+    if not team.state:  # nothing was started here
+        return
     if not quiet:
         for name in SERVICES:
             if team.alive(name):
@@ -384,7 +386,7 @@ def down(folder: Path, quiet: bool = False) -> None:
     team.stop(list(SERVICES))
     if team.state.get("ray_temp"):
         shutil.rmtree(team.state["ray_temp"], ignore_errors=True)
-    if team.state and Path(".dvc").is_dir():
+    if Path(".dvc").is_dir():
         subprocess.run(["dvc", "remote", "remove", "--local", "team"], capture_output=True)
 
 
