@@ -41,6 +41,9 @@ def use_embedded_defaults(root: Path) -> None:
     # stages stream their own progress; a failure is reported in one line by cmd_run, so
     # Prefect's own console logs (and its tracebacks) stay off unless asked for
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    # Prefect's ephemeral API server gets 20 s to start by default; on a busy 2-core machine
+    # that was measured too short (a fresh clone's first run failed), so it gets longer
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # stage subprocesses (dvc repro) must find this interpreter's tools first
     bin_dir = str(Path(sys.executable).parent)
     if not os.environ.get("PATH", "").startswith(bin_dir):
@@ -98,6 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 return 1
             except MlflowException as exc:  # the tracking server refused the run itself
                 print(f"error: {tracking_error(exc)}", file=sys.stderr)
+                return 1
+            except RuntimeError as exc:  # Prefect's API (ephemeral or PREFECT_API_URL) did not answer
+                if "Prefect" not in str(exc):
+                    raise
+                print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
                 return 1
     except (WorkspaceBusy, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

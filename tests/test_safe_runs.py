@@ -57,7 +57,7 @@ def project(tmp_path):
     (root / "dvc.yaml").write_text(DVC_YAML)
     (root / "holding_stage.py").write_text(HOLDING_STAGE)
     (root / "data" / "raw").mkdir(parents=True)
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, check=True, env=env_for(root))
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=root, check=True, env=env_for(root))
     return root
 
 
@@ -196,7 +196,7 @@ def counted_project(tmp_path, monkeypatch):
     stages = {f"t-{k}": {"cmd": f"python counted_stage.py {k}", "outs": [f"{k}.out"]} for k in kinds}
     (tmp_path / "dvc.yaml").write_text(json.dumps({"stages": stages}))
     (tmp_path / "counted_stage.py").write_text(COUNTED_STAGE)
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     return tmp_path
