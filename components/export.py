@@ -95,17 +95,25 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
 
 
 def build_student(p: TriggerWordParams, teacher: TriggerWordModel) -> TriggerWordModel:
-    """The untrained student: the teacher's front end and step, export.student_* sizes, <= 1/4 the parameters."""
+    """The untrained student: the teacher's front end and step, at most export.student_* sizes and
+    at most a quarter of the teacher's parameters. The search may pick a small teacher, so when
+    the configured sizes are too big for it, conv filters and GRU width shrink together (by 10%
+    a step) until the student fits: `cs230 export` works for every champion."""
     e, t = p.export, teacher.model_cfg
-    torch.manual_seed(p.seed)
-    student = TriggerWordModel(teacher.features.cfg, ModelConfig(
-        conv_filters=e.student_conv_filters, conv_kernel=t.conv_kernel, conv_stride=t.conv_stride,
-        gru_hidden=e.student_gru_hidden, gru_layers=e.student_gru_layers, dropout=t.dropout))
-    n, limit = compress.parameter_count(student), compress.parameter_count(teacher) / 4
-    if n > limit:
-        raise StageError(f"export: the student has {n} parameters, more than a quarter of the teacher's "
-                         f"({limit:.0f}); lower export.student_* in params.yaml")
-    return student
+    limit = compress.parameter_count(teacher) / 4
+    filters, hidden = e.student_conv_filters, e.student_gru_hidden
+    while True:
+        torch.manual_seed(p.seed)
+        student = TriggerWordModel(teacher.features.cfg, ModelConfig(
+            conv_filters=filters, conv_kernel=t.conv_kernel, conv_stride=t.conv_stride,
+            gru_hidden=hidden, gru_layers=e.student_gru_layers, dropout=t.dropout))
+        n = compress.parameter_count(student)
+        if n <= limit:
+            return student
+        if filters <= 4 and hidden <= 4:
+            raise StageError(f"export: no student of 4 filters and 4 GRU units fits a quarter of the teacher's "
+                             f"{4 * limit:.0f} parameters ({n}); lower export.student_gru_layers")
+        filters, hidden = max(4, int(filters * 0.9)), max(4, int(hidden * 0.9))
 
 
 def pick_threshold(p: TriggerWordParams, model: TriggerWordModel, data_dir: Path, split_dir: Path) -> float:

@@ -59,9 +59,7 @@ def run(pipeline: str, p, evaluated_path: Path, gate_dir: Path, report_dir: Path
         raise StageError(str(exc)) from None
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
-    print(f"{decision['model']} version {decision['version']}: {decision['summary']}")
-    if not decision["meets_target"]:
-        print(f"WARNING: the champion does not meet the quality target: {decision['target_note']}")
+    print(f"{decision['model']} version {decision['version']}: {decision['summary']}\nquality: {decision['target_note']}")
     return {k: decision[k] for k in ("model", "version", "registered", "promoted", "champion_version",
                                      "meets_target")}
 

@@ -200,3 +200,21 @@ def test_export_writes_four_variants(tiny_dataset, tmp_path, monkeypatch):
     assert run.info.status == "FINISHED" and run.data.metrics["export_int8_size_kb"] == by["int8"]["size_kb"]
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "export")}
     assert {"export/export_report.json", "export/int8.onnx"} <= logged
+
+
+def test_student_shrinks_to_a_quarter_of_a_small_teacher():
+    """The search may pick a teacher smaller than the configured student's sizes assume (seen on a
+    default run: 14,936 parameters): the student then shrinks until it fits, and export still works."""
+    from components.config import load_params
+    from components.export import build_student
+
+    p = load_params(PROJECT_ROOT / "params.yaml").trigger_word
+    small = TriggerWordModel(model_cfg=ModelConfig(conv_filters=32, gru_hidden=64, gru_layers=1))
+    big = TriggerWordModel()
+    for teacher in (small, big):
+        student = build_student(p, teacher)
+        assert compress.parameter_count(student) <= compress.parameter_count(teacher) / 4
+        assert student.model_cfg.conv_filters <= p.export.student_conv_filters
+        assert student.model_cfg.gru_hidden <= p.export.student_gru_hidden
+    assert build_student(p, big).model_cfg.gru_hidden == p.export.student_gru_hidden  # fits as configured
+    assert build_student(p, small).model_cfg.gru_hidden < p.export.student_gru_hidden
