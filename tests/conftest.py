@@ -41,7 +41,7 @@ CONTRACT_TINY = {
                      "tune": {"train_items": 16, "val_items": 8, "max_epochs": 1},
                      "model": {"conv_filters": 8, "gru_hidden": 16, "gru_layers": 1},
                      "train": {"max_epochs": 1, "batch_size": 16, "threads": 1}},
-    "day_night": {**DAY_NIGHT_TINY, "gate": {"images": 64}, "train": {"max_epochs": 1, "threads": 1}},
+    "day_night": {**DAY_NIGHT_TINY, "gate": {"images": 100}, "train": {"max_epochs": 1, "threads": 1}},
 }
 
 
