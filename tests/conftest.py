@@ -1,10 +1,10 @@
 """Shared fixtures: a tiny configuration and one generated dataset per test session.
 
-The suite runs in parallel (`make test`: pytest-xdist, `-n 3 --dist loadgroup`). Rules for a
+The suite runs in parallel (`make test`: pytest-xdist, `-n 3 --dist loadfile`). Rules for a
 test file to be safe there:
-- Each test file runs whole on one worker, in its order (every test gets the xdist_group of its
-  file, below), so its module fixtures are built once. Tests of several files that must share
-  one worker (one service, one fixture) mark themselves `@pytest.mark.xdist_group("name")`.
+- Each test file runs whole on one worker, in its order (`--dist loadfile`), so its module
+  fixtures are built once. Tests of several files cannot share one worker: share through
+  `shared_dir` or keep them in one file.
 - Expensive session data comes from `shared_dir` (built once for ALL workers, under a file
   lock): tiny_dataset, tiny_gate, tiny_detectors, tts_cache. Tests only read it (tts_cache:
   test_generate adds renders; writes are atomic renames).
@@ -36,12 +36,8 @@ for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTI
 SLOWEST_FIRST = ("test_team.py", "test_flow.py", "test_safe_runs.py", "test_serve.py", "test_tune.py", "test_dvc.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
-    """Group every test with its file (unless it names its own xdist_group), slowest files first."""
-    for item in items:
-        if not any(item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    """Slowest files first (xdist hands out files in this order: --no-loadscope-reorder)."""
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept within
 
