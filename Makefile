@@ -29,8 +29,9 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/cs230 run trigger-word
 
+# 3 workers on 2 cores: many tests wait on servers and subprocesses (tests/conftest.py)
 test: $(STAMP) postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3
 
 # Debian's PostgreSQL server, for `cs230 team up` and tests/test_team.py (a clean CI machine
 # gets it here; pipelines/team.py finds it on PATH or under /usr/lib/postgresql)

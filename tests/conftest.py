@@ -1,10 +1,26 @@
-"""Shared fixtures: a tiny configuration and one generated dataset per test session."""
+"""Shared fixtures: a tiny configuration and one generated dataset per test session.
+
+The suite runs in parallel (`make test`: pytest-xdist, `-n 3 --dist loadfile`). Rules for a
+test file to be safe there:
+- Each test file runs whole on one worker, in its order (`--dist loadfile`), so its module
+  fixtures are built once. Tests of several files cannot share one worker: share through
+  `shared_dir` or keep them in one file.
+- Expensive session data comes from `shared_dir` (built once for ALL workers, under a file
+  lock): tiny_dataset, tiny_gate, tiny_detectors, tts_cache. Tests only read it (tts_cache:
+  test_generate adds renders; writes are atomic renames).
+- Ports: `free_port()`, never a fixed one. Files, MLflow stores, DVC remotes, PREFECT_HOME and
+  `.cache/cs230-run`: under tmp_path or a clone (test_flow.clone_project), never PROJECT_ROOT.
+  Each worker has its own PREFECT_HOME (set below) and its own local Ray (`ray.init` "local").
+- A file that runs for minutes goes into SLOWEST_FIRST, so that it starts first.
+"""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import yaml
@@ -14,6 +30,43 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                      "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "RAY_USAGE_STATS_ENABLED": "0"}.items():
     os.environ.setdefault(_key, _value)
+
+# Files that take minutes, longest first (measured under `make test`): under xdist they start
+# first, on different workers, and the short files fill in around them.
+SLOWEST_FIRST = ("test_team.py", "test_flow.py", "test_safe_runs.py", "test_serve.py", "test_tune.py", "test_dvc.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slowest files first (xdist hands out files in this order: --no-loadscope-reorder)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept within
+
+
+def pytest_configure(config) -> None:
+    """Each process (each xdist worker) gets its own PREFECT_HOME: no two share Prefect's
+    database or settings; removed at exit."""
+    home = tempfile.mkdtemp(prefix="cs230-test-prefect-")
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+    os.environ["PREFECT_HOME"] = home
+
+
+def shared_dir(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(folder)` once per test session, for every xdist worker: the first to get here
+    builds it in the session's common temp folder (under a file lock), the others wait and
+    reuse it. Without xdist, a plain session folder."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-N/, the parent of every worker's popen-gwK/
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 # Small enough for seconds, big enough that every family, group kind and subset appears.
 TINY = {
@@ -70,12 +123,12 @@ def write_sections(path: Path, sections: dict[str, dict]) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_params_file(tmp_path_factory) -> Path:
-    return write_params(tmp_path_factory.mktemp("params") / "params.yaml", TINY)
+    return shared_dir(tmp_path_factory, "params", lambda out: write_params(out / "params.yaml", TINY)) / "params.yaml"
 
 
 @pytest.fixture(scope="session")
 def tts_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("tts-cache")
+    return shared_dir(tmp_path_factory, "tts-cache", lambda out: None)
 
 
 @pytest.fixture(scope="session")
@@ -84,16 +137,17 @@ def tiny_dataset(tiny_params_file, tts_cache, tmp_path_factory) -> Path:
     from components.config import load_params
     from components.tasks.trigger_word.generate import run
 
-    out = tmp_path_factory.mktemp("dataset")
-    params = load_params(tiny_params_file).trigger_word
-    run(params, out / "no-raw", out / "generated", out / "report", tts_cache)
-    return out / "generated"
+    def build(out: Path) -> None:
+        run(load_params(tiny_params_file).trigger_word, out / "no-raw", out / "generated", out / "report", tts_cache)
+
+    return shared_dir(tmp_path_factory, "dataset", build) / "generated"
 
 
 @pytest.fixture(scope="session")
 def gate_workdir(tmp_path_factory) -> Path:
     """A working directory for gate sets: their TTS renders (never the training ones) are
-    cached under its .cache/tts, the project's relative cache path, not the project's own."""
+    cached under its .cache/tts, the project's relative cache path, not the project's own.
+    One per worker: test_gate renders into it while other workers may build tiny_gate."""
     return tmp_path_factory.mktemp("gate-work")
 
 
@@ -105,10 +159,11 @@ def tiny_gate(tiny_params_file, gate_workdir, tmp_path_factory) -> Path:
     from components.config import load_params
     from components.gate_data import run
 
-    out = tmp_path_factory.mktemp("gate") / "gate"
-    with contextlib.chdir(gate_workdir):
-        run("trigger-word", load_params(tiny_params_file).trigger_word, out)
-    return out
+    def build(out: Path) -> None:
+        with contextlib.chdir(gate_workdir):
+            run("trigger-word", load_params(tiny_params_file).trigger_word, out / "gate")
+
+    return shared_dir(tmp_path_factory, "gate", build) / "gate"
 
 
 @pytest.fixture(scope="session")
@@ -126,23 +181,24 @@ def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str
     from components.tasks.trigger_word.scoring import evaluate
 
     p = load_params(tiny_params_file).trigger_word
-    root = tmp_path_factory.mktemp("detectors")
-    split_run("trigger-word", p, tiny_dataset, root / "split")
-    torch.manual_seed(0)
-    small = ModelConfig(conv_filters=16, gru_hidden=32, gru_layers=1, dropout=0.0)
-    net, initial = TriggerWordModel(model_cfg=small), TriggerWordModel(model_cfg=small)
-    initial.load_state_dict(net.state_dict())
-    datasets = [ClipDataset(tiny_dataset, read_split(root / "split", name), samples_per_step=net.samples_per_step)
-                for name in ("train", "val")]
-    train(net, *datasets, TrainConfig(lr=5e-3, batch_size=16, max_epochs=6, patience=6, num_threads=1),
-          on_epoch=lambda epoch, metrics: None)
-    out = {}
-    for name, model in (("trained", net), ("untrained", initial)):
-        save_model(model, root / f"{name}.pt")
-        (root / name).mkdir()
-        evaluate(p, tiny_dataset, root / "split", root / f"{name}.pt", root / f"{name}-detector.pt", root / name)
-        out[name] = root / f"{name}-detector.pt"
-    return out
+
+    def build(root: Path) -> None:
+        split_run("trigger-word", p, tiny_dataset, root / "split")
+        torch.manual_seed(0)
+        small = ModelConfig(conv_filters=16, gru_hidden=32, gru_layers=1, dropout=0.0)
+        net, initial = TriggerWordModel(model_cfg=small), TriggerWordModel(model_cfg=small)
+        initial.load_state_dict(net.state_dict())
+        datasets = [ClipDataset(tiny_dataset, read_split(root / "split", name), samples_per_step=net.samples_per_step)
+                    for name in ("train", "val")]
+        train(net, *datasets, TrainConfig(lr=5e-3, batch_size=16, max_epochs=6, patience=6, num_threads=1),
+              on_epoch=lambda epoch, metrics: None)
+        for name, model in (("trained", net), ("untrained", initial)):
+            save_model(model, root / f"{name}.pt")
+            (root / name).mkdir()
+            evaluate(p, tiny_dataset, root / "split", root / f"{name}.pt", root / f"{name}-detector.pt", root / name)
+
+    root = shared_dir(tmp_path_factory, "detectors", build)
+    return {name: root / f"{name}-detector.pt" for name in ("trained", "untrained")}
 
 
 def free_port() -> int:
