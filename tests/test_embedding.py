@@ -79,3 +79,18 @@ def test_labels_pool_onto_embedding_steps():
     assert (np.flatnonzero(coarse)[0] + 1) * emb.STEP_SECONDS >= end_s
     # fine steps 123-137 (2.46-2.76 s) touch coarse steps 30-34: the pulse keeps its start and end
     assert list(np.flatnonzero(coarse)) == [30, 31, 32, 33, 34]
+
+
+def test_consumers_take_an_embedding_model(tmp_path):
+    """cs230 detect's streaming path and the evaluation's batch path work on the embedding model."""
+    from components.audio.audio_io import write_wav
+    from components.detect import detect_file
+    torch.manual_seed(0)
+    model = EmbeddingWordModel(HeadConfig(context_steps=4, hidden=16)).eval()
+    wave = _noise(2.0, seed=4)
+    write_wav(tmp_path / "a.wav", wave, 16000)
+    cfg = model.detection_config(threshold=0.0001)
+    record = detect_file(model, tmp_path / "a.wav", cfg)
+    assert record["duration_s"] == pytest.approx(2.0) and record["detections"]  # a tiny threshold fires
+    probs = model.probabilities(np.stack([wave, wave]))
+    assert probs.shape == (2, 25) and np.allclose(probs[0], model.stream().process(wave))

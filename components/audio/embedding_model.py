@@ -47,6 +47,7 @@ class HeadConfig:
 class EmbeddingWordModel(OperatingSettings, nn.Module):
     samples_per_step = emb.STEP_SAMPLES
     step_seconds = emb.STEP_SECONDS
+    sample_rate = emb.SAMPLE_RATE
 
     def __init__(self, cfg: HeadConfig = HeadConfig(), threshold: float = 0.5):
         super().__init__()
@@ -85,6 +86,10 @@ class EmbeddingWordModel(OperatingSettings, nn.Module):
         full = torch.cat([state, x], dim=1)
         windows = full.unfold(1, ctx + 1, 1).transpose(2, 3).flatten(2)  # [B, T, context*96]
         return self.head(self.body(windows)).squeeze(-1), full[:, full.shape[1] - ctx:]
+
+    def probabilities(self, waves: np.ndarray) -> np.ndarray:
+        """Per-step probabilities [B, T] of equal-length waves [B, N] (eval mode), via the front end."""
+        return np.stack([self.stream().process(w) for w in waves])
 
     def front_end(self) -> emb.SpeechEmbedding:
         if self.front is None:

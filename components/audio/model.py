@@ -105,6 +105,15 @@ class TriggerWordModel(OperatingSettings, nn.Module):
         return self.features.cfg.hop_length * self.model_cfg.conv_stride
 
     @property
+    def sample_rate(self) -> int:
+        return self.features.cfg.sample_rate
+
+    def probabilities(self, waves: np.ndarray) -> np.ndarray:
+        """Per-step probabilities [B, T] of equal-length waves [B, N] (eval mode)."""
+        with torch.inference_mode():
+            return torch.sigmoid(self(torch.from_numpy(np.ascontiguousarray(waves)))).numpy()
+
+    @property
     def step_seconds(self) -> float:
         return self.samples_per_step / self.features.cfg.sample_rate
 
