@@ -94,3 +94,37 @@ def test_consumers_take_an_embedding_model(tmp_path):
     assert record["duration_s"] == pytest.approx(2.0) and record["detections"]  # a tiny threshold fires
     probs = model.probabilities(np.stack([wave, wave]))
     assert probs.shape == (2, 25) and np.allclose(probs[0], model.stream().process(wave))
+
+
+def test_features_stage_then_training_on_cached_embeddings(tiny_params_file, tiny_dataset, tmp_path):
+    """trigger_word-features embeds a generated dataset; fit trains the head on the cache and the
+    result is a detector file every consumer loads (8 clips of the tiny dataset, 1 epoch)."""
+    import shutil
+
+    import pandas as pd
+
+    from components.config import load_params
+    from components.tasks.trigger_word import features, fitting
+    data = tmp_path / "generated"
+    data.mkdir()
+    manifest = pd.read_csv(tiny_dataset / "manifest.csv")
+    manifest = manifest[manifest.subset == "main"].head(8)
+    for f in manifest.file:
+        (data / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_dataset / f, data / f)
+    manifest.to_csv(data / "manifest.csv", index=False)
+    shutil.copy(tiny_dataset / "labels.npy", data / "labels.npy")
+    p = load_params(tiny_params_file).trigger_word
+    p = p.model_copy(update={"features": p.features.model_copy(update={"frontend": "speech_embedding"}),
+                             "train": p.train.model_copy(update={"max_epochs": 1, "threads": 1})})
+    assert features.run(p, data, fitting.features_dir(data))["files"] == 8
+    split = tmp_path / "split"
+    split.mkdir()
+    ids = list(manifest.clip_id)
+    (split / "train.txt").write_text("\n".join(ids[:6]))
+    (split / "val.txt").write_text("\n".join(ids[6:]))
+    model, result = fitting.fit(p, data, split, {}, on_epoch=lambda e, m: None)
+    assert isinstance(model, EmbeddingWordModel) and result.best_epoch == 1
+    fitting.save_model(model, tmp_path / "model.pt")
+    wave = _noise(1.0)
+    assert load_model(tmp_path / "model.pt").stream().process(wave).shape == (12,)
