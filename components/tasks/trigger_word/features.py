@@ -1,23 +1,19 @@
-"""Stage trigger_word-features: the frozen speech embedding of every generated file, computed once.
+"""Trigger word, stage features: the frozen speech embedding of every generated file, computed once.
 
 With features.frontend: speech_embedding, tune and train read these cached embeddings
 (components/audio/embedding_cache.py) instead of decoding audio; DVC re-runs the stage only
 when the generated data (or this code) changes. With logmel there is nothing to compute: the
 folder holds only a note, so the log-mel pipeline pays nothing for the stage.
-    python -m components.tasks.trigger_word.features [--data DIR] [--out DIR]
+    python -m components.features trigger-word [--data DIR] [--out DIR]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
-from components import paths
 from components.config import TriggerWordParams
-from components.stage_cli import stage_main, staged_output
-
-PIPELINE = "trigger-word"
+from components.stage_cli import staged_output
 
 
 def run(p: TriggerWordParams, data_dir: Path, out_dir: Path) -> dict:
@@ -30,14 +26,3 @@ def run(p: TriggerWordParams, data_dir: Path, out_dir: Path) -> dict:
             workers = p.generate.workers or len(os.sched_getaffinity(0))
             result = {"frontend": p.features.frontend, **compute(data_dir, tmp, workers)}
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=paths.pipeline_dir(PIPELINE) / "generated")
-    parser.add_argument("--out", type=Path, default=paths.pipeline_dir(PIPELINE) / "features")
-    return stage_main(parser, argv, lambda params, args: run(params.trigger_word, args.data, args.out))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
