@@ -11,7 +11,7 @@ The recordings are only ever evaluated on, never trained or tuned on.
 Models: --model PATH ... (detector files of this project, either front end); without it the
 default pipeline is trained for the word by `cs230 run trigger-word --set trigger_word.word=computer`
 and its models/trigger_word/detector.pt is scored. Prints FRR at 0.5, 1, 2 and 5 FA/h per model.
-    python benchmarks/real_speech.py [--model models/trigger_word/detector.pt ...] [--negative-hours 1]
+    python benchmarks/real_speech.py [--model models/trigger_word/detector.pt ...] [--negative-hours 1] [--real-dir DIR]
 """
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ from heldout import ROOT, Clip, det_curve, model_scorer, report  # noqa: E402
 from components.audio import audio_io, backgrounds  # noqa: E402
 from components.audio.clips import place_without_overlap  # noqa: E402
 
-REAL = ROOT.parent / "shared" / "data" / "real-speech"
+REAL = ROOT.parent / "shared" / "data" / "real-speech"  # ../shared/ beside the project (DESIGN §4); --real-dir
 SR, CLIP_S = 16000, 10.0
 KINDS = ("quiet", "noise", "music", "babble")
 
 
 def _load(folder: Path) -> list[np.ndarray]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+    if not files:
+        raise SystemExit(f"error: {folder}: no recordings (pass --real-dir, the folder real-speech/)")
     return [audio_io.read_audio(p) for p in files]
 
 
@@ -62,10 +64,10 @@ def _clip(words: list[np.ndarray], kind: str, rng, babble_pool, positive: bool) 
     return Clip(wave.astype(np.float32), triggers, kind)
 
 
-def build_sets(negative_hours: float, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
+def build_sets(negative_hours: float, real: Path = REAL, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
     rng = np.random.default_rng(seed)
-    trigger = _load(REAL / "computer")
-    others = _load(REAL / "speech_commands") + _load(REAL / "not-wake-words")
+    trigger = _load(real / "computer")
+    others = _load(real / "speech_commands") + _load(real / "not-wake-words")
     positives = [c for w in trigger for kind in KINDS if (c := _clip([w], kind, rng, others, True))]
     negatives: list[Clip] = []
     while len(negatives) * CLIP_S < negative_hours * 3600:
@@ -80,13 +82,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, nargs="*", help="detector files; default: train the pipeline")
     parser.add_argument("--negative-hours", type=float, default=1.0)
+    parser.add_argument("--real-dir", type=Path, default=REAL, help="the real-speech folder (default: %(default)s)")
     args = parser.parse_args()
     models = args.model
     if not models:
         subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "trigger-word",
                         "--set", "trigger_word.word=computer", "--no-push"], cwd=ROOT, check=True)
         models = [ROOT / "models/trigger_word/detector.pt"]
-    positives, negatives = build_sets(args.negative_hours)
+    positives, negatives = build_sets(args.negative_hours, args.real_dir)
     print(f"real speech: {len(positives)} 'computer' triggers ({len(positives) // len(KINDS)} recordings x "
           f"{len(KINDS)} backgrounds), {len(negatives) * CLIP_S / 3600:.2f} h of real speech without it")
     for path in models:

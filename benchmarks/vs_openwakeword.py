@@ -40,9 +40,9 @@ def openwakeword_scorer() -> Scorer:
     return Scorer("openWakeWord hey_jarvis", probs, 0.08, det.DetectionConfig(threshold=0.5, smoothing_steps=1, refractory_s=1.0))
 
 
-def positives(renders: int, seed: int = 0) -> list[Clip]:
+def positives(renders: int, real: Path, seed: int = 0) -> list[Clip]:
     rng = np.random.default_rng(seed)
-    babble = _load(REAL / "speech_commands")
+    babble = _load(real / "speech_commands")
     voices = tts.sample_voices(tts.PIPER_FAMILY, renders, rng)
     return [c for i, v in enumerate(voices)
             if (c := _clip([tts.render("hey jarvis", v)], KINDS[i % len(KINDS)], rng, babble, True))]
@@ -53,9 +53,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="our 'hey jarvis' detector file")
     parser.add_argument("--renders", type=int, default=200)
     parser.add_argument("--negative-hours", type=float, default=1.0)
+    parser.add_argument("--real-dir", type=Path, default=REAL, help="the real-speech folder (default: %(default)s)")
     args = parser.parse_args()
-    pos = positives(args.renders)
-    _, neg = build_sets(args.negative_hours)
+    pos = positives(args.renders, args.real_dir)
+    _, neg = build_sets(args.negative_hours, args.real_dir)
     ours, threshold = model_scorer(args.model)
     report(ours.name, det_curve(ours, pos, neg), threshold)
     report("openWakeWord hey_jarvis", det_curve(openwakeword_scorer(), pos, neg), 0.5)
