@@ -56,7 +56,7 @@ def champion_args(tmp: Path) -> tuple[list[str], str]:
     from components.audio.model import ModelConfig, TriggerWordModel, save_model
 
     torch.manual_seed(0)
-    model = TriggerWordModel(FeatureConfig(), ModelConfig(**params.trigger_word.model.model_dump())).eval()
+    model = TriggerWordModel(FeatureConfig(), ModelConfig(**params.trigger_word.model.model_dump(exclude={"head"}))).eval()
     save_model(model, tmp / "detector.pt")
     size = sum(p.numel() for p in model.parameters())
     return ["--model", str(tmp / "detector.pt")], f"random-weight detector ({size} parameters; no champion in mlflow.db)"

@@ -137,6 +137,7 @@ class ValidateParams(Section):
 
 
 class FeatureParams(Section):
+    frontend: Literal["logmel", "speech_embedding"] = "logmel"
     win_length: Annotated[int, Field(ge=64, le=2048)] = 400
     hop_length: Annotated[int, Field(ge=32, le=1024)] = 160
     n_fft: Annotated[int, Field(ge=64, le=4096)] = 512
@@ -153,7 +154,16 @@ class FeatureParams(Section):
         return self
 
 
+class HeadParams(Section):
+    """trigger_word.model.head: the head over the speech embedding (components/audio/embedding_model.py)."""
+    kind: Literal["mlp", "gru"] = "mlp"
+    context_steps: Annotated[int, Field(ge=1, le=64)] = 16
+    hidden: Annotated[int, Field(ge=8, le=512)] = 128
+    layers: Annotated[int, Field(ge=1, le=4)] = 2
+
+
 class ModelParams(Section):
+    head: HeadParams = HeadParams()
     conv_filters: Annotated[int, Field(ge=4, le=512)] = 64
     conv_kernel: Annotated[int, Field(ge=1, le=31)] = 5
     conv_stride: Annotated[int, Field(ge=1, le=8)] = 2
@@ -273,6 +283,10 @@ class TriggerWordParams(Section):
 
     @model_validator(mode="after")
     def _output_step_matches_labels(self):
+        if self.features.frontend == "speech_embedding":  # labels are pooled onto its 80 ms steps
+            if 80 % self.labels.step_ms:
+                raise ValueError(f"labels.step_ms ({self.labels.step_ms}) must divide the speech embedding's 80 ms step")
+            return self
         step_ms = self.features.hop_length * self.model.conv_stride * 1000 / self.audio.sample_rate
         if abs(step_ms - self.labels.step_ms) > 1e-9:
             raise ValueError(f"labels.step_ms ({self.labels.step_ms}) must equal features.hop_length x model.conv_stride "

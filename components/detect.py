@@ -58,9 +58,9 @@ def stream_detections(model: TriggerWordModel, path: Path, cfg: DetectionConfig,
     detector = StreamingDetector(model.step_seconds, cfg)
     info: dict = {}
     detections: list[Detection] = []
-    limit = math.inf if max_seconds is None else max_seconds * model.feature_config.sample_rate
+    limit = math.inf if max_seconds is None else max_seconds * model.sample_rate
     decoded = 0
-    for chunk in stream_audio(path, model.feature_config.sample_rate, block_seconds, info):
+    for chunk in stream_audio(path, model.sample_rate, block_seconds, info):
         decoded += len(chunk)
         if decoded > limit:
             raise AudioTooLong(f"audio is over {max_seconds:g} s long; the limit is {max_seconds:g} s")

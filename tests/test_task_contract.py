@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(300)
 # The hooks each stage calls (components/tasks/__init__.py says which stage calls what).
 STAGE_HOOKS = {
     "generate": ("generate",), "validate_raw": ("raw_tables",), "validate_generated": ("generated_tables",),
-    "split": ("assign_splits", "describe_split"), "gate_data": ("make_gate_data",),
+    "split": ("assign_splits", "describe_split"), "features": ("features",), "gate_data": ("make_gate_data",),
     "tune": ("trial_code", "search_space", "study_prefix", "trial_identity", "fit_trial"),
     "train": ("fit", "save_model", "train_summary"), "evaluate": ("evaluate",),
     "register": ("registered_name", "load_evaluated", "gate_figures", "decide", "log_model", "version_tags"),

@@ -334,6 +334,21 @@ def pick_operating_threshold(curve: DetCurve, target_fa_per_hour: float) -> floa
     return float(np.max(curve.thresholds))
 
 
+def interpolated_threshold(curve: DetCurve, target_fa_per_hour: float) -> float:
+    """The threshold where the DET curve's FA/h crosses the target, interpolated linearly between
+    the lowest swept threshold that meets the target and the next lower one (which does not), so
+    the operating point does not jump with the sweep's grid. The swept threshold itself when it is
+    the lowest of the grid, and pick_operating_threshold's fallback when none meets the target."""
+    order = np.argsort(curve.thresholds)
+    th, fa = np.asarray(curve.thresholds)[order], np.asarray(curve.fa_per_hour)[order]
+    ok = np.flatnonzero(fa <= target_fa_per_hour)  # NaN never qualifies
+    if not ok.size or ok[0] == 0 or not np.isfinite(fa[ok[0] - 1]):
+        return pick_operating_threshold(curve, target_fa_per_hour)
+    hi, lo = ok[0], ok[0] - 1
+    share = (fa[lo] - target_fa_per_hour) / (fa[lo] - fa[hi])  # fa[lo] > target >= fa[hi]
+    return float(th[lo] + share * (th[hi] - th[lo]))
+
+
 def frr_at_fa_per_hour(curve: DetCurve, fa_per_hour: float) -> float:
     """The FRR a detector reaches at exactly ``fa_per_hour``, read from its DET curve, so that
     two detectors can be compared at the same operating point whatever thresholds they picked.

@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import torch
 
 from components.audio import detection as det
-from components.audio.model import TriggerWordModel
 
 # Thresholds swept for the DET curve: a uniform grid plus a fine grid near 1, where the
 # low-FA/h operating points of a confident model live.
@@ -34,9 +32,9 @@ class ScoredClip:
     label_row: int
 
 
-def score_split(model: TriggerWordModel, data_dir: Path, manifest: pd.DataFrame, clip_ids: list[str],
+def score_split(model, data_dir: Path, manifest: pd.DataFrame, clip_ids: list[str],
                 batch_size: int = 16) -> list[ScoredClip]:
-    """Per-step probabilities of every clip, batched by equal length."""
+    """Per-step probabilities of every clip, batched by equal length (either front end's model)."""
     rows = manifest.set_index("clip_id").loc[clip_ids].reset_index()
     scored: list[ScoredClip] = []
     model.eval()
@@ -46,8 +44,7 @@ def score_split(model: TriggerWordModel, data_dir: Path, manifest: pd.DataFrame,
         probs = []
         for length in sorted({len(w) for w in waves}):
             same = [i for i, w in enumerate(waves) if len(w) == length]
-            with torch.inference_mode():
-                out = torch.sigmoid(model(torch.from_numpy(np.stack([waves[i] for i in same])))).numpy()
+            out = model.probabilities(np.stack([waves[i] for i in same]))
             probs += list(zip(same, out))
         for (i, p), row in zip(sorted(probs, key=lambda t: t[0]), batch.itertuples()):
             scored.append(ScoredClip(row.clip_id, p.astype(np.float64), [tuple(t) for t in json.loads(row.triggers)],

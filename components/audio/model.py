@@ -47,7 +47,32 @@ class ModelConfig:
         return strict_from_dict(cls, d)
 
 
-class TriggerWordModel(nn.Module):
+class OperatingSettings:
+    """The detection settings a trained detector carries (`threshold`, `metadata["detection"]`);
+    shared by both front ends' models."""
+
+    threshold: float
+    metadata: dict
+
+    def detection_config(self, threshold: float | None = None, smoothing_steps: int | None = None,
+                         refractory_s: float | None = None) -> DetectionConfig:
+        """The operating settings evaluation chose and saved with this model (`threshold` and
+        `metadata["detection"]`), which every consumer (detect, serve, export) uses; an argument that
+        is not None overrides that one setting (the consumers' explicit flags). A model saved before
+        evaluation recorded smoothing and refractory period gets DetectionConfig's defaults for them."""
+        saved = {**dataclasses.asdict(DetectionConfig()), **self.metadata.get("detection", {}),
+                 "threshold": self.threshold}
+        given = {"threshold": threshold, "smoothing_steps": smoothing_steps, "refractory_s": refractory_s}
+        return DetectionConfig(**{**saved, **{k: v for k, v in given.items() if v is not None}})
+
+    def set_detection_config(self, cfg: DetectionConfig) -> None:
+        """Make `cfg` this model's operating settings, saved with it (what evaluation chooses)."""
+        self.threshold = float(cfg.threshold)
+        self.metadata = {**self.metadata, "detection": {"smoothing_steps": int(cfg.smoothing_steps),
+                                                        "refractory_s": float(cfg.refractory_s)}}
+
+
+class TriggerWordModel(OperatingSettings, nn.Module):
     """forward(wave [B, N]) -> logits [B, N // (hop_length * conv_stride)]."""
 
     def __init__(self, feature_cfg: FeatureConfig = FeatureConfig(),
@@ -80,6 +105,15 @@ class TriggerWordModel(nn.Module):
         return self.features.cfg.hop_length * self.model_cfg.conv_stride
 
     @property
+    def sample_rate(self) -> int:
+        return self.features.cfg.sample_rate
+
+    def probabilities(self, waves: np.ndarray) -> np.ndarray:
+        """Per-step probabilities [B, T] of equal-length waves [B, N] (eval mode)."""
+        with torch.inference_mode():
+            return torch.sigmoid(self(torch.from_numpy(np.ascontiguousarray(waves)))).numpy()
+
+    @property
     def step_seconds(self) -> float:
         return self.samples_per_step / self.features.cfg.sample_rate
 
@@ -109,26 +143,19 @@ class TriggerWordModel(nn.Module):
     def stream(self) -> "TriggerWordStreamer":
         return TriggerWordStreamer(self)
 
-    def detection_config(self, threshold: float | None = None, smoothing_steps: int | None = None,
-                         refractory_s: float | None = None) -> DetectionConfig:
-        """The operating settings evaluation chose and saved with this model (`threshold` and
-        `metadata["detection"]`), which every consumer (detect, serve, export) uses; an argument that
-        is not None overrides that one setting (the consumers' explicit flags). A model saved before
-        evaluation recorded smoothing and refractory period gets DetectionConfig's defaults for them."""
-        saved = {**dataclasses.asdict(DetectionConfig()), **self.metadata.get("detection", {}),
-                 "threshold": self.threshold}
-        given = {"threshold": threshold, "smoothing_steps": smoothing_steps, "refractory_s": refractory_s}
-        return DetectionConfig(**{**saved, **{k: v for k, v in given.items() if v is not None}})
-
-    def set_detection_config(self, cfg: DetectionConfig) -> None:
-        """Make `cfg` this model's operating settings, saved with it (what evaluation chooses)."""
-        self.threshold = float(cfg.threshold)
-        self.metadata = {**self.metadata, "detection": {"smoothing_steps": int(cfg.smoothing_steps),
-                                                        "refractory_s": float(cfg.refractory_s)}}
-
     def size_bytes(self) -> int:
         """Bytes of fp32 parameters (the weights a device must hold)."""
         return sum(p.numel() * p.element_size() for p in self.parameters())
+
+    def checkpoint(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "feature_config": self.feature_config.to_dict(),
+            "model_config": self.model_cfg.to_dict(),
+            "threshold": float(self.threshold),
+            "metadata": dict(self.metadata),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
 
 
 class TriggerWordStreamer:
@@ -182,28 +209,26 @@ class TriggerWordStreamer:
         return torch.sigmoid(logits[0]).numpy()
 
 
-def save_model(model: TriggerWordModel, path: str | Path) -> None:
-    """One file holding weights, feature + model configs, threshold and metadata.
+def save_model(model, path: str | Path) -> None:
+    """One file holding weights, configs, threshold and metadata (either front end's model).
 
     Everything is tensors and plain Python values, so `torch.load(weights_only=True)` reads it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "format": CHECKPOINT_FORMAT,
-        "feature_config": model.feature_config.to_dict(),
-        "model_config": model.model_cfg.to_dict(),
-        "threshold": float(model.threshold),
-        "metadata": dict(model.metadata),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }, path)
+    torch.save(model.checkpoint(), path)
 
 
-def load_model(path: str | Path) -> TriggerWordModel:
-    """Rebuild a saved model in eval mode, with the features it was trained with."""
+def load_model(path: str | Path):
+    """Rebuild a saved model in eval mode, with the features it was trained with: a log-mel
+    TriggerWordModel or a speech-embedding EmbeddingWordModel, whichever the file holds."""
+    from components.audio import embedding_model
+
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(ckpt, dict) and ckpt.get("format") == embedding_model.CHECKPOINT_FORMAT:
+        return embedding_model.from_checkpoint(ckpt)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} or {embedding_model.CHECKPOINT_FORMAT} checkpoint")
     model = TriggerWordModel(FeatureConfig.from_dict(ckpt["feature_config"]),
                              ModelConfig.from_dict(ckpt["model_config"]),
                              threshold=ckpt["threshold"])

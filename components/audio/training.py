@@ -216,7 +216,10 @@ def _train_epoch(model, loader, loss_fn, opt, batch_sched, grad_clip) -> tuple[f
 def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
           cfg: TrainConfig = TrainConfig(),
           on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Fit feature normalisation on `train_ds`, then train `model` in place.
+    """Fit feature normalisation on `train_ds` (log-mel models), then train `model` in place.
+
+    `train_ds` yields (model input, per-step labels): waveforms for a log-mel TriggerWordModel,
+    cached embeddings (embedding_cache.EmbeddingDataset) for an EmbeddingWordModel.
 
     Deterministic for a given seed, model initialisation and thread count: it stops only
     after max_epochs or `patience` epochs without a better val loss, never on time (past
@@ -231,8 +234,9 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
         torch.set_num_threads(cfg.num_threads)
     with _deterministic_algorithms():
         torch.manual_seed(cfg.seed)  # dropout masks
-        _check_alignment(model, train_ds)
-        _fit_features(model, train_ds, cfg)
+        if isinstance(model, TriggerWordModel):  # the embedding heads train on cached, fixed features
+            _check_alignment(model, train_ds)
+            _fit_features(model, train_ds, cfg)
         loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(cfg.seed),
                             num_workers=cfg.num_workers)

@@ -74,7 +74,7 @@ class PcmStream:
     """PCM16 little-endian mono bytes, split anywhere -> detections as they happen."""
 
     def __init__(self, model, cfg: DetectionConfig, sample_rate: int):
-        rate = model.feature_config.sample_rate
+        rate = model.sample_rate
         self.streamer = model.stream()  # its own state: one per connection
         self.detector = StreamingDetector(model.step_seconds, cfg)
         self.resampler = (soxr.ResampleStream(sample_rate, rate, 1, dtype="float32", quality="HQ")

@@ -91,6 +91,12 @@ class Task:
         raise self._missing("split")
 
     # --- gate_data (components/gate_data.py)
+    # --- features (components/features.py): data_dir -> out_dir, a frozen front end's cache
+    def features(self, p, data_dir: Path, out_dir: Path) -> dict:
+        """Write the fixed features of every generated file into out_dir (swapped in whole when
+        done); return its JSON figures."""
+        raise self._missing("features")
+
     def make_gate_data(self, p, out_dir: Path) -> dict:
         """Write the fixed gate set into out_dir, from the section's gate seed and sizes only;
         return its JSON figures."""

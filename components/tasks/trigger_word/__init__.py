@@ -17,6 +17,10 @@ class TriggerWordTask(Task):
         from components.tasks.trigger_word import generate  # the renderers: imported only by the stage that runs them
         return generate.run(p, raw_dir, out_dir, report_dir, paths.TTS_CACHE_DIR)
 
+    def features(self, p, data_dir, out_dir):
+        from components.tasks.trigger_word import features  # onnxruntime: only for the stage that runs it
+        return features.run(p, data_dir, out_dir)
+
     # validate, split, gate_data
     raw_tables = staticmethod(data.raw_tables)
     generated_tables = staticmethod(data.generated_tables)

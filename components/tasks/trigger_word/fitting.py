@@ -14,8 +14,8 @@ TRAIN_KEYS = ("lr", "batch_size", "pos_weight")
 
 def trial_code() -> tuple[Path, ...]:
     """The code that decides a trial's result: a change to it starts a new study."""
-    from components.audio import features, model, training
-    return (*(Path(m.__file__) for m in (features, model, training)), Path(__file__))
+    from components.audio import embedding_cache, embedding_model, features, model, training
+    return (*(Path(m.__file__) for m in (features, model, training, embedding_model, embedding_cache)), Path(__file__))
 
 
 def search_space(space) -> dict:
@@ -57,10 +57,31 @@ def build_model(p: TriggerWordParams, model_overrides: dict | None = None):
     from components.audio.model import ModelConfig, TriggerWordModel
 
     torch.manual_seed(p.seed)  # the initial weights are part of the experiment
-    model = TriggerWordModel(FeatureConfig(**p.features.model_dump()),
-                             ModelConfig(**{**p.model.model_dump(), **(model_overrides or {})}))
+    chosen = {**p.model.model_dump(exclude={"head"}), **(model_overrides or {})}
+    if p.features.frontend == "speech_embedding":
+        from components.audio.embedding_model import EmbeddingWordModel, HeadConfig
+        model = EmbeddingWordModel(HeadConfig(**p.model.head.model_dump(), dropout=chosen["dropout"]))
+    else:
+        model = TriggerWordModel(FeatureConfig(**p.features.model_dump(exclude={"frontend"})), ModelConfig(**chosen))
     model.metadata = {"word": p.word, "slug": p.slug}
     return model
+
+
+def datasets(p: TriggerWordParams, data_dir: Path, model, train_ids: list[str], val_ids: list[str]):
+    """(train, val) datasets of what the model reads: waveforms (log-mel) or the cached speech
+    embeddings of the trigger_word-features stage, beside the generated data."""
+    from components.audio.training import ClipDataset
+
+    if p.features.frontend == "speech_embedding":
+        from components.audio.embedding_cache import EmbeddingDataset
+        cache = features_dir(data_dir)
+        return tuple(EmbeddingDataset(cache, data_dir, ids, p.labels.step_ms) for ids in (train_ids, val_ids))
+    return tuple(ClipDataset(data_dir, ids, samples_per_step=model.samples_per_step) for ids in (train_ids, val_ids))
+
+
+def features_dir(data_dir: Path) -> Path:
+    """The trigger_word-features stage's output for a generated dataset: <data>/../features."""
+    return Path(data_dir).parent / "features"
 
 
 def fit_trial(p: TriggerWordParams, chosen: dict, data_dir: str, train_ids: list[str], val_ids: list[str],
@@ -70,14 +91,13 @@ def fit_trial(p: TriggerWordParams, chosen: dict, data_dir: str, train_ids: list
     ranked by it small weights would win by construction."""
     import torch
 
-    from components.audio.training import ClipDataset, evaluate, train
+    from components.audio.training import evaluate, train
 
     net = build_model(p, chosen["model"])
     budget = p.tune
     cfg = train_config(p, {**chosen["train"], "max_epochs": budget.max_epochs, "patience": budget.max_epochs,
                            "threads": 1})
-    train_ds = ClipDataset(data_dir, train_ids, samples_per_step=net.samples_per_step)
-    val_ds = ClipDataset(data_dir, val_ids, samples_per_step=net.samples_per_step)
+    train_ds, val_ds = datasets(p, Path(data_dir), net, train_ids, val_ids)
     plain_bce = torch.nn.BCEWithLogitsLoss()
 
     def epoch_done(epoch: int, m: dict) -> None:
@@ -87,13 +107,12 @@ def fit_trial(p: TriggerWordParams, chosen: dict, data_dir: str, train_ids: list
 
 def fit(p: TriggerWordParams, data_dir: Path, split_dir: Path, tuned: dict, on_epoch):
     """The final model: streams batches from the split's WAV files (never all audio at once)."""
-    from components.audio.training import ClipDataset, train
+    from components.audio.training import train
     from components.split import read_split
 
     model = build_model(p, tuned.get("model"))
     cfg = train_config(p, tuned.get("train"))
-    train_ds = ClipDataset(data_dir, read_split(split_dir, "train"), samples_per_step=model.samples_per_step)
-    val_ds = ClipDataset(data_dir, read_split(split_dir, "val"), samples_per_step=model.samples_per_step)
+    train_ds, val_ds = datasets(p, data_dir, model, read_split(split_dir, "train"), read_split(split_dir, "val"))
     print(f"training on {len(train_ds)} clips, validating on {len(val_ds)}; {model.size_bytes() / 1e6:.2f} MB fp32, "
           f"{cfg.max_epochs} epochs at most, {cfg.num_threads} threads", flush=True)
     return model, train(model, train_ds, val_ds, cfg, on_epoch=on_epoch)
