@@ -6,6 +6,7 @@ import torch
 
 from components.config import FaceTrain
 from components.face import verification as ver
+from components.face.backbone import backbone_descriptors
 from components.face.encoder import EncoderConfig, build_encoder, load_encoder, save_encoder
 from components.face.training import fit
 from components.face.triplet import mine_triplets, pk_batches, triplet_loss
@@ -122,3 +123,10 @@ def test_dlib_head_starts_as_dlib_and_embeds_chips_of_any_size():
     assert desc.shape == (2, 128)
     expected = desc / np.linalg.norm(desc, axis=1, keepdims=True)
     assert np.allclose(head.embed(chips), expected, atol=1e-5)  # zero-initialised correction
+
+
+def test_backbone_cache_gives_the_same_descriptors(tmp_path):
+    chips, _ = _tiny_data(n_ids=3, per_id=1, size=32)
+    first = backbone_descriptors(chips, tmp_path)
+    assert len(list(tmp_path.rglob("*.npy"))) == 3
+    assert np.array_equal(backbone_descriptors(chips[::-1], tmp_path), first[::-1])

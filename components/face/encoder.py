@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,6 @@ from torch.nn import functional as F
 CHECKPOINT_FORMAT = "cs230-face-encoder/1"
 KINDS = ("cnn", "dlib_head")
 EMBEDDING_DIM = 128
-DLIB_CHIP = 150  # dlib's ResNet takes 150x150 chips (get_face_chip's default size, padding 0.25)
-DESCRIPTOR_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -59,30 +56,7 @@ class EncoderConfig:
         return cls(**d)
 
 
-@lru_cache(maxsize=1)
-def _dlib_model():
-    import dlib
-    import face_recognition_models
-
-    return dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-
-
-def backbone_descriptors(chips: np.ndarray, progress: bool = False) -> np.ndarray:
-    """dlib's raw 128-d descriptors (not normalised) of chips uint8 [N, S, S, 3], float32 [N, 128]."""
-    from PIL import Image
-    from tqdm import tqdm
-
-    chips = _check_chips(chips)
-    model, out = _dlib_model(), np.zeros((len(chips), EMBEDDING_DIM), np.float32)
-    starts = range(0, len(chips), DESCRIPTOR_BATCH)
-    for i in tqdm(starts, desc="dlib descriptors", unit="batch", disable=not progress):
-        batch = [np.asarray(Image.fromarray(c).resize((DLIB_CHIP, DLIB_CHIP), Image.BILINEAR))
-                 if c.shape[0] != DLIB_CHIP else np.ascontiguousarray(c) for c in chips[i: i + DESCRIPTOR_BATCH]]
-        out[i: i + len(batch)] = np.asarray(model.compute_face_descriptor(batch), np.float32)
-    return out
-
-
-def _check_chips(chips: np.ndarray) -> np.ndarray:
+def check_chips(chips: np.ndarray) -> np.ndarray:
     chips = np.asarray(chips)
     if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[3] != 3 or chips.shape[1] != chips.shape[2]:
         raise ValueError(f"expected face chips uint8 [N, S, S, 3], got {chips.dtype} {chips.shape}")
@@ -128,11 +102,13 @@ class FaceEncoder(nn.Module):
             y = x + self.head(self.body(x))
         return F.normalize(y, dim=1)
 
-    def inputs(self, chips: np.ndarray, progress: bool = False) -> np.ndarray:
-        """The trainable part's inputs for uint8 chips: float32 [N, 3, s, s] or dlib descriptors [N, 128]."""
-        chips = _check_chips(chips)
+    def inputs(self, chips: np.ndarray, cache_dir: Path | None = None, progress: bool = False) -> np.ndarray:
+        """The trainable part's inputs for uint8 chips: float32 [N, 3, s, s] or dlib descriptors [N, 128]
+        (read from / written to the descriptor cache when `cache_dir` is given, see backbone.py)."""
+        chips = check_chips(chips)
         if self.cfg.kind == "dlib_head":
-            return backbone_descriptors(chips, progress)
+            from components.face.backbone import backbone_descriptors
+            return backbone_descriptors(chips, cache_dir, progress)
         return chips_to_tensor(chips, self.cfg.image_size).numpy()
 
     def embed_inputs(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
