@@ -98,9 +98,9 @@ def test_tiny_fit_lowers_loss_and_save_load_embeds_identically(tmp_path):
     t = FaceTrain(identities_per_batch=4, images_per_identity=3, lr=3e-3, max_epochs=6, patience=6, augment=0.2,
                   curriculum_epochs=3)
     result = fit(model, x, labels, x, labels, t, target_far=0.1, seed=0)
-    losses = [h["loss"] for h in result.history]
+    losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
-    assert {"active_share", "d_pos", "d_neg", "spread", "val_tar"} <= set(result.history[0])
+    assert {"active_share", "d_pos", "d_neg", "spread", "val_tar", "val_loss"} <= set(result.history[0])
     model.threshold, model.calibration = 0.8, (4.0, -5.0)
     save_encoder(model, tmp_path / "encoder.pt")
     loaded = load_encoder(tmp_path / "encoder.pt")

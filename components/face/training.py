@@ -34,6 +34,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     stop_reason: str = "max_epochs"
     seconds: float = 0.0
+    threads: int = 1  # the model is reproducible for this thread count
 
 
 def augment(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
@@ -99,9 +100,11 @@ def fit(model: FaceEncoder, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
                     losses.mean().backward()
                     optimizer.step()
                     stats.add(emb, a, p, n, losses)
-                metrics = {**stats.as_dict(), "hard_share": hard_share,
-                           "val_tar": val_tar(model, val_x, val_y, target_far), "epoch_s": time.perf_counter() - t0}
-                if not math.isfinite(metrics["loss"]):
+                tar = val_tar(model, val_x, val_y, target_far)
+                # val_loss (what the shared tune/train stages rank by) is the val FRR at the target FAR: 1 - TAR
+                metrics = {**stats.as_dict(), "hard_share": hard_share, "lr": t.lr, "val_loss": 1.0 - tar, "val_tar": tar,
+                           "epoch_s": time.perf_counter() - t0}
+                if not math.isfinite(metrics["train_loss"]):
                     raise FloatingPointError(f"epoch {epoch}: the triplet loss is not finite (lower face.train.lr)")
                 result.history.append(metrics)
                 if metrics["val_tar"] > result.best_val_tar:
@@ -118,5 +121,5 @@ def fit(model: FaceEncoder, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
     finally:
         torch.set_num_threads(previous_threads)
     model.eval()
-    result.seconds = time.perf_counter() - start
+    result.seconds, result.threads = time.perf_counter() - start, threads
     return result

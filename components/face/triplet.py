@@ -79,7 +79,7 @@ class BatchStats:
         self.batches = k + 1
 
     def as_dict(self) -> dict:
-        return {"loss": self.loss, "active_share": self.active, "d_pos": self.d_pos, "d_neg": self.d_neg,
+        return {"train_loss": self.loss, "active_share": self.active, "d_pos": self.d_pos, "d_neg": self.d_neg,
                 "spread": self.spread}
 
 
