@@ -3,6 +3,7 @@ geometry), the aligner on a real photo, and bad photos named in the per-file tab
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -132,3 +133,48 @@ def test_dataset_holds_rendered_identities_then_user_photos_in_the_contracts_col
     assert manifest["identity"].iloc[-1] == "carol" and manifest["source"].iloc[-1] == "user"
     assert manifest["file"].iloc[-1] == "carol/a.png" and (manifest["source"] == "rendered").sum() == len(images) - 1
     assert manifest.loc[manifest["source"] == "rendered", "identity"].nunique() == 3 and len(photos) == 1
+
+
+@needs_photo
+def test_face_stages_generate_validate_split_by_identity_and_gate(tmp_path):
+    """The data stages on tiny data: generate (rendered + one user person), both validations
+    (a person with too few photos and a photo without a face are named), the split by
+    identity, and a gate set whose identities are not training ones."""
+    from components import gate_data, split, validate
+    from components.stage_cli import StageError
+    from components.tasks import load
+
+    raw = tmp_path / "raw"
+    (raw / "dave").mkdir(parents=True)
+    for k in range(5):
+        shutil.copy(PHOTO, raw / "dave" / f"{k}.png")
+    p = P.model_copy(update={
+        "generate": P.generate.model_copy(update={"identities": 12, "images_per_identity": [5, 6], "workers": 1}),
+        "gate": P.gate.model_copy(update={"identities": 10, "images_per_identity": 3})})
+    assert validate.run("face", "raw", p, raw, tmp_path / "vr")["success"]
+    task = load("face")
+    figures = task.generate(p, raw, tmp_path / "gen", tmp_path / "rep")
+    assert figures["user_identities"] == 1 and figures["photos_skipped"] == [] and (tmp_path / "rep" / "examples.png").is_file()
+    # every image of dave is the same pixels: the duplicate check names them
+    with pytest.raises(StageError, match="no_duplicates"):
+        validate.run("face", "generated", p, tmp_path / "gen", tmp_path / "vg")
+    Image.new("RGB", (80, 80), (200, 180, 160)).save(raw / "dave" / "wall.png")
+    with pytest.raises(StageError, match="wall.png"):
+        validate.run("face", "raw", p, raw, tmp_path / "vr2")
+
+    clean = P.model_copy(update={"generate": p.generate, "split": P.split})
+    task.generate(clean, tmp_path / "none", tmp_path / "gen2", tmp_path / "rep2")
+    assert validate.run("face", "generated", clean, tmp_path / "gen2", tmp_path / "vg2")["success"]
+    counts = split.run("face", clean, tmp_path / "gen2", tmp_path / "split")
+    manifest = pd.read_csv(tmp_path / "gen2" / "manifest.csv")
+    owner = {}
+    for name in ("train", "val", "test"):
+        ids = [int(i) for i in split.read_split(tmp_path / "split", name)]
+        for person in manifest.set_index("image_id").loc[ids, "identity"]:
+            assert owner.setdefault(person, name) == name  # no identity in two splits
+    assert sum(counts.values()) == len(manifest) and counts["val"] > 0 and counts["test"] > 0
+
+    gate = gate_data.run("face", p, tmp_path / "gate")
+    gate_manifest = pd.read_csv(tmp_path / "gate" / "manifest.csv")
+    assert len(gate_manifest) == 30 and not set(gate_manifest["identity"]) & set(manifest["identity"])
+    assert gate["images"] == 30
