@@ -474,10 +474,10 @@ class FaceValidation(Section):
 
 class FaceModel(Section):
     """face.model: the encoder (components/face/encoder.py)."""
-    kind: Literal["cnn", "dlib_head"] = "dlib_head"
+    kind: Literal["cnn", "dlib_head"] = "cnn"
     image_size: Annotated[int, Field(ge=16, le=256)] = 64  # cnn input: chips are resized to this
-    width: Annotated[int, Field(ge=4, le=1024)] = 256  # cnn: first block's channels (doubling); head: hidden units
-    depth: Annotated[int, Field(ge=0, le=6)] = 1  # cnn: conv blocks (>= 1); head: hidden layers (0: linear)
+    width: Annotated[int, Field(ge=4, le=1024)] = 16  # cnn: first block's channels (doubling); head: hidden units
+    depth: Annotated[int, Field(ge=0, le=6)] = 4  # cnn: conv blocks (>= 1); head: hidden layers (0: linear)
 
 
 class FaceTrain(Section):
@@ -487,8 +487,8 @@ class FaceTrain(Section):
     images_per_identity: Annotated[int, Field(ge=2, le=64)] = 4  # K
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 30  # the budget: epochs, never minutes
-    patience: Annotated[int, Field(ge=1, le=100)] = 5  # epochs without a better val TAR before stopping
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 10  # the budget: epochs, never minutes
+    patience: Annotated[int, Field(ge=1, le=100)] = 3  # epochs without a better val TAR before stopping
     augment: Prob = 0.5  # augmentation strength (0: none)
     hard_share: Prob = 0.5  # final share of triplets given the hardest negative instead of a semi-hard one
     curriculum_epochs: Annotated[int, Field(ge=1, le=1000)] = 10  # epochs over which hard_share rises from 0
