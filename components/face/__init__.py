@@ -1,0 +1,1 @@
+"""Face verification and recognition: detection and alignment, the encoder, search and clustering."""
