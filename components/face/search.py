@@ -56,6 +56,17 @@ def distance_from_similarity(similarity: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(2.0 - 2.0 * np.asarray(similarity, dtype=np.float64), 0.0, 4.0))
 
 
+def check_target(directory: Path, force: bool = False) -> Path:
+    """`directory` if a gallery may be written there: it is new or empty, or `force` is given and
+    it is a directory (never a file); else GalleryError. Call it before the work of enrolling."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise GalleryError(f"{directory}: exists and is not a directory")
+    if directory.exists() and not force and any(directory.iterdir()):
+        raise GalleryError(f"{directory}: already exists; pass --force to replace it")
+    return directory
+
+
 class Gallery:
     """Enrolled identities over one encoder's embedding space."""
 
@@ -112,11 +123,7 @@ class Gallery:
         """Write the gallery to `directory`; an existing one is replaced only with `force`."""
         import faiss
 
-        directory = Path(directory)
-        if directory.exists() and not force and (not directory.is_dir() or any(directory.iterdir())):
-            raise GalleryError(f"{directory}: already exists; pass --force to replace it")
-        if directory.exists() and not directory.is_dir():
-            raise GalleryError(f"{directory}: not a directory")
+        directory = check_target(directory, force)
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(directory / INDEX_FILE))
         meta = {"format": FORMAT, "encoder": self.encoder, "dim": self.dim, "names": self.names}
@@ -140,7 +147,8 @@ class Gallery:
         except (ValueError, KeyError, RuntimeError) as exc:  # bad JSON, another format, a broken index
             raise GalleryError(f"{directory}: unreadable face gallery ({str(exc).splitlines()[0]})") from None
         if encoder is not None and meta["encoder"] != str(encoder):
-            raise GalleryError(f"{directory}: enrolled with encoder {meta['encoder']}, but the model is {encoder}: "
+            raise GalleryError(f"{directory}: enrolled with encoder {meta['encoder'][:16]}, but the model is "
+                               f"{str(encoder)[:16]}: "
                                "distances across encoders mean nothing; enroll again with this model")
         if index.ntotal != len(meta["names"]) or index.d != meta["dim"]:
             raise GalleryError(f"{directory}: {INDEX_FILE} holds {index.ntotal} vectors of {index.d}, "
