@@ -4,7 +4,7 @@
     cs230 run day-night                                        the day/night image classifier, end to end
     cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
-    cs230 export [--model URI] [--out DIR]                     ONNX build for devices + size/latency/accuracy table
+    cs230 export [--model URI] [--out DIR] [--face]            ONNX build for devices + size/latency/accuracy table
     cs230 detect PATH...  /  cs230 classify IMG...             the champion models on files (JSON lines)
     cs230 face embed|verify|enroll|identify|cluster ...        the face encoder on images (pipelines/face_cli.py)
     cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
@@ -239,10 +239,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from components.stage_cli import detection_overrides
 
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
-    for key, value in detection_overrides(args).items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
     if args.model:
         argv += ["--model", args.model if is_model_uri(args.model) else str(args.invocation_dir / args.model)]
+    if args.face:  # the face encoder instead (components/face_export.py): no detection settings
+        from components.face_export import main as face_export_main
+
+        return face_export_main(argv)
+    for key, value in detection_overrides(args).items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
     return export_main(argv)
 
 
@@ -394,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, metavar="DIR", help="where the .onnx files and export_report.json go "
                         "(default: models/trigger_word/export)")
     add_detection_flags(export)
+    export.add_argument("--face", action="store_true", help="export the face encoder instead "
+                        "(default model: models:/face-encoder@champion; out: models/face/export)")
     export.set_defaults(handler=cmd_export, invocation_dir=Path.cwd())
     from pipelines.face_cli import add_parser as add_face_parser
     from pipelines.team import add_parser as add_team_parser
