@@ -418,6 +418,84 @@ class DayNightParams(Section):
         return self
 
 
+# ------------------------------------------------------------------- face (model side)
+
+class FaceModel(Section):
+    """face.model: the encoder (components/face/encoder.py)."""
+    kind: Literal["cnn", "dlib_head"] = "dlib_head"
+    image_size: Annotated[int, Field(ge=16, le=256)] = 64  # cnn input: chips are resized to this
+    width: Annotated[int, Field(ge=4, le=1024)] = 256  # cnn: first block's channels (doubling); head: hidden units
+    depth: Annotated[int, Field(ge=0, le=6)] = 1  # cnn: conv blocks (>= 1); head: hidden layers (0: linear)
+
+
+class FaceTrain(Section):
+    """face.train: the triplet-loss trainer (components/face/training.py)."""
+    margin: float = Field(0.2, gt=0.0, le=2.0)  # alpha of the triplet loss, on squared distances
+    identities_per_batch: Annotated[int, Field(ge=2, le=1024)] = 32  # P
+    images_per_identity: Annotated[int, Field(ge=2, le=64)] = 4  # K
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 30  # the budget: epochs, never minutes
+    patience: Annotated[int, Field(ge=1, le=100)] = 5  # epochs without a better val TAR before stopping
+    augment: Prob = 0.5  # augmentation strength (0: none)
+    hard_share: Prob = 0.5  # final share of triplets given the hardest negative instead of a semi-hard one
+    curriculum_epochs: Annotated[int, Field(ge=1, le=1000)] = 10  # epochs over which hard_share rises from 0
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core (same count, same model)
+
+
+class FaceSpace(Section):
+    """face.tune.space: choice lists, and [low, high] ranges for margin and lr (log-uniform)."""
+    kind: list[Literal["cnn", "dlib_head"]] = Field(["cnn", "dlib_head"], min_length=1)
+    margin: Range = [0.1, 0.5]
+    identities_per_batch: list[Annotated[int, Field(ge=2, le=1024)]] = Field([16, 32], min_length=1)
+    images_per_identity: list[Annotated[int, Field(ge=2, le=64)]] = Field([4, 6], min_length=1)
+    lr: Range = [3e-4, 3e-3]
+    width: list[Annotated[int, Field(ge=4, le=1024)]] = Field([16, 32], min_length=1)  # cnn; a head gets 8x
+    depth: list[Annotated[int, Field(ge=1, le=6)]] = Field([3, 4], min_length=1)  # cnn; a head gets depth - 3 (>= 0)
+    augment: Range = [0.0, 1.0]
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("margin", "lr", "augment"):
+            low, high = getattr(self, name)
+            if not low < high:
+                raise ValueError(f"{name} must be [low, high] with low < high, got {[low, high]}")
+        if self.margin[0] <= 0 or self.lr[0] <= 0:
+            raise ValueError("margin and lr ranges must be > 0")
+        return self
+
+
+class FaceTune(TuneBudget):
+    space: FaceSpace = FaceSpace()
+
+
+class FaceEvaluate(Section):
+    """face.evaluate: operating point, verification pairs, identification, slices, plots."""
+    target_far: float = Field(1e-3, gt=0.0, lt=1.0)  # the threshold is picked on val at this FAR
+    max_same_pairs: Annotated[int, Field(ge=10)] = 20_000  # a seeded sample when there are more
+    different_pairs: Annotated[int, Field(ge=1000)] = 50_000  # >= 10/target_far, so the FAR is measurable
+    folds: Annotated[int, Field(ge=2, le=100)] = 10  # LFW protocol: threshold on k-1 folds, accuracy on the k-th
+    seed: int = 0  # pair sampling and folds
+    worst_pairs: Annotated[int, Field(ge=0, le=32)] = 8  # false accepts / rejects shown
+
+
+class FaceGate(Section):
+    """face.gate: the fixed gate set (stage face-gate_data) and the promotion rule."""
+    metric: Literal["tar"] = "tar"  # TAR at target_far on the gate set's pairs
+    target_far: float = Field(1e-3, gt=0.0, lt=1.0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the Wilson intervals a gain must clear
+    target_tar: Prob = 0.95  # the quality floor a champion should reach
+
+
+class FaceParams(Section):
+    seed: int = 0
+    model: FaceModel = FaceModel()
+    train: FaceTrain = FaceTrain()
+    tune: FaceTune = FaceTune()
+    evaluate: FaceEvaluate = FaceEvaluate()
+    gate: FaceGate = FaceGate()
+
+
 class ServeParams(Section):
     """`cs230 serve`: where it listens and what it accepts (params.yaml explains each key)."""
     host: str = Field("127.0.0.1", min_length=1)
@@ -437,6 +515,7 @@ class ServeParams(Section):
 class Params(Section):
     trigger_word: TriggerWordParams
     day_night: DayNightParams = DayNightParams()
+    face: FaceParams = FaceParams()
     serve: ServeParams = ServeParams()
 
 
