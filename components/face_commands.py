@@ -51,7 +51,7 @@ class Encoder:
 
     @property
     def chip_size(self) -> int:
-        from components.face.encoder import DLIB_CHIP
+        from components.face.backbone import DLIB_CHIP
 
         return DLIB_CHIP  # the aligner's chips; each kind resizes them to what it takes
 

@@ -44,6 +44,8 @@ def split_chips(data_dir: Path, split_dir: Path, name: str) -> tuple[np.ndarray,
     """(chips uint8 [n, S, S, 3], identity labels [n]) of one split of the generated dataset."""
     import pandas as pd
 
+    if not (data_dir / "images.npy").is_file():
+        raise StageError(f"{data_dir / 'images.npy'}: not found; run `cs230 run face` first (or pass --data)")
     images = np.load(data_dir / "images.npy", mmap_mode="r")
     manifest = pd.read_csv(data_dir / "manifest.csv", dtype={"identity": str})
     ids = np.array([int(i) for i in read_split(split_dir, name)], dtype=np.int64)
@@ -80,14 +82,14 @@ def run(p, model_ref: str, data_dir: Path, split_dir: Path, out_dir: Path, track
     except ModelLoadError as exc:
         raise StageError(f"model {exc}") from None
     out_dir.mkdir(parents=True, exist_ok=True)  # only our files are (over)written: --out may hold others
-    train_chips, _ = split_chips(data_dir, split_dir, "train")
-    rng = np.random.default_rng(p.seed)
-    calibration = train_chips[np.sort(rng.choice(len(train_chips), min(len(train_chips),
-                                                                       p.export.calibration_chips), replace=False))]
     try:
         fp32 = export_encoder(net, out_dir / "fp32.onnx", {"model": model_ref})
     except NotExportable as exc:
         raise StageError(f"export: {model_ref}: {exc}") from None
+    train_chips, _ = split_chips(data_dir, split_dir, "train")
+    rng = np.random.default_rng(p.seed)
+    calibration = train_chips[np.sort(rng.choice(len(train_chips), min(len(train_chips), p.export.calibration_chips),
+                                                 replace=False))]
     built = {"fp32": fp32, "int8": quantize_encoder(fp32, out_dir / "int8.onnx", net.inputs(calibration))}
     _say("fp32 and int8 written; measuring on the test identities")
     chips, labels = split_chips(data_dir, split_dir, "test")

@@ -145,3 +145,40 @@ def test_serve_face_routes_answer_as_the_cli(work, tmp_path, capsys):
     with TestClient(create_app(ServeConfig({"face": str(work["dlib"])}, limits=LIMITS))) as c:
         r = c.post("/v1/face/identify", content=sad, headers={"Content-Type": "image/png"})
         assert r.status_code == 404 and "--face-index" in r.json()["error"]
+
+
+def test_export_writes_fp32_and_int8_onnx_that_embed_like_torch(work, tmp_path, capsys, monkeypatch):
+    """`cs230 export --face` on a small dataset laid out as the face stages write it: both files
+    run in onnxruntime alone, fp32 gives the torch embeddings, int8 nearly; the table has every
+    figure; a dlib-head encoder (no ONNX form) is refused in one line."""
+    import pandas as pd
+
+    from components.face.encoder import load_encoder
+    from components.ondevice.face_onnx import OnnxEncoder
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")  # its own run, not the project's
+    data, split = tmp_path / "generated", tmp_path / "split"
+    data.mkdir(), split.mkdir()
+    rng = np.random.default_rng(0)
+    chips = rng.integers(0, 255, (120, 40, 40, 3), dtype=np.uint8)
+    np.save(data / "images.npy", chips)
+    pd.DataFrame({"image_id": range(120), "identity": [f"r{i // 6}" for i in range(120)]}).to_csv(
+        data / "manifest.csv", index=False)
+    (split / "train.txt").write_text("\n".join(map(str, range(60))) + "\n")
+    (split / "test.txt").write_text("\n".join(map(str, range(60, 120))) + "\n")
+    args = ["export", "--face", "--model", str(work["cnn"]), "--out", str(tmp_path / "out")]
+    paths = ["--data", str(data), "--split", str(split)]
+    from components.face_export import main as export_main
+
+    assert export_main(args[2:] + paths) == 0
+    rows = json.loads(capsys.readouterr().out)["report"]
+    assert [r["variant"] for r in rows] == ["fp32", "int8"]
+    assert all(r["size_kb"] > 0 and r["ms_per_face"] > 0 and 0 <= r["tar_at_far"] <= 1 for r in rows)
+    net = load_encoder(work["cnn"])
+    x = net.inputs(chips[60:])
+    fp32, int8 = (OnnxEncoder(tmp_path / "out" / f"{v}.onnx").embed_inputs(x) for v in ("fp32", "int8"))
+    assert np.abs(fp32 - net.embed_inputs(x)).max() < 1e-4
+    assert np.min(np.sum(int8 * fp32, axis=1)) > 0.95  # cosine of int8 to fp32, every face
+    status = main(["export", "--face", "--model", str(work["dlib"]), "--out", str(tmp_path / "dlib")])
+    err = capsys.readouterr().err
+    assert status == 2 and "dlib's ResNet backbone" in err and err.count("\n") == 1
