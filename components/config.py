@@ -418,6 +418,58 @@ class DayNightParams(Section):
         return self
 
 
+# -------------------------------------------------------------------- face (data side)
+
+class FaceRender(Section):
+    """face.render: the procedural face renderer (components/face/render.py, identities.py)."""
+    size: Annotated[int, Field(ge=32, le=256)] = 64  # chip side in pixels, dlib's chip geometry (padding 0.25)
+    yaw_std_deg: float = Field(15.0, ge=0.0, le=45.0)
+    max_yaw_deg: float = Field(40.0, ge=0.0, le=60.0)
+    pitch_std_deg: float = Field(8.0, ge=0.0, le=30.0)  # clipped at twice the spread
+    roll_std_deg: float = Field(8.0, ge=0.0, le=45.0)
+    expression: Prob = 0.7  # strength of smiles, open mouths, squints and raised brows
+    glasses_wearers: Prob = 0.25  # share of identities who usually wear glasses
+    glasses_switch: Prob = 0.2  # share of a wearer's images without them (a quarter of that: others with)
+    beard_share: Prob = 0.25
+    beard_switch: Prob = 0.1
+    hairstyle_change: Prob = 0.15
+    age_spread_years: float = Field(8.0, ge=0.0, le=30.0)  # an image's age: identity's age +- this
+    occlusion: Prob = 0.15
+    blur_px: Range = [0.0, 1.2]  # gaussian sigma at 64 px (scaled with size)
+    noise_std: Range = [0.0, 0.03]  # share of full scale
+    jpeg_share: Prob = 0.7
+    jpeg_quality: Range = [30.0, 95.0]
+    grey_share: Prob = 0.05
+    alignment_jitter: float = Field(0.015, ge=0.0, le=0.1)  # landmark error, in chip template units
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("blur_px", "noise_std", "jpeg_quality"):
+            _ordered(name, getattr(self, name))
+        if self.blur_px[0] < 0 or self.noise_std[0] < 0 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError("blur_px and noise_std must be >= 0, jpeg_quality within [1, 100]")
+        return self
+
+
+class FaceGenerate(Section):
+    """face.generate: rendered identities, and user photos under data/raw/faces/<person>/."""
+    identities: Annotated[int, Field(ge=3, le=200_000)] = 2000
+    images_per_identity: Annotated[list[Annotated[int, Field(ge=2, le=1000)]], Field(min_length=2, max_length=2)] = [10, 20]
+    cropped: bool = False  # user photos are already face chips: resize, do not detect
+    workers: Annotated[int, Field(ge=0, le=256)] = 0  # rendering processes; 0: one per core
+
+    @model_validator(mode="after")
+    def _ordered_counts(self):
+        _ordered("images_per_identity", self.images_per_identity)
+        return self
+
+
+class FaceValidation(Section):
+    min_images_per_identity: Annotated[int, Field(ge=2)] = 5  # fewer cannot give a K of 4 plus a held-out image
+    max_images_ratio: float = Field(4.0, ge=1.0)  # class balance: most images of an identity / fewest
+    min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
+
+
 # ------------------------------------------------------------------- face (model side)
 
 class FaceModel(Section):
@@ -481,6 +533,9 @@ class FaceEvaluate(Section):
 
 class FaceGate(Section):
     """face.gate: the fixed gate set (stage face-gate_data) and the promotion rule."""
+    seed: int = 1  # the gate set's own seed, never the pipeline's
+    identities: Annotated[int, Field(ge=10, le=100_000)] = 300
+    images_per_identity: Annotated[int, Field(ge=2, le=1000)] = 10
     metric: Literal["tar"] = "tar"  # TAR at target_far on the gate set's pairs
     target_far: float = Field(1e-3, gt=0.0, lt=1.0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the Wilson intervals a gain must clear
@@ -495,6 +550,10 @@ class FaceExport(Section):
 
 class FaceParams(Section):
     seed: int = 0
+    render: FaceRender = FaceRender()
+    generate: FaceGenerate = FaceGenerate()
+    validation: FaceValidation = FaceValidation()
+    split: Shares = Shares(train=0.7, val=0.15, test=0.15)
     model: FaceModel = FaceModel()
     train: FaceTrain = FaceTrain()
     tune: FaceTune = FaceTune()

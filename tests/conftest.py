@@ -42,6 +42,8 @@ CONTRACT_TINY = {
                      "model": {"conv_filters": 8, "gru_hidden": 16, "gru_layers": 1},
                      "train": {"max_epochs": 1, "batch_size": 16, "threads": 1}},
     "day_night": {**DAY_NIGHT_TINY, "gate": {"images": 100}, "train": {"max_epochs": 1, "threads": 1}},
+    "face": {"generate": {"identities": 12, "images_per_identity": [5, 6], "workers": 1},
+             "gate": {"identities": 10, "images_per_identity": 3}},
 }
 
 

@@ -20,13 +20,13 @@ AGE_BUCKETS = ((0, 30, "18-29"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 200,
 
 # identity traits drawn uniformly between these bounds (template units: the chip's unit square)
 TRAITS = {
-    "face_rx": (0.55, 0.66), "face_ry_top": (0.82, 0.95), "face_ry_chin": (0.66, 0.78), "face_cy": (0.44, 0.50),
-    "jaw_power": (2.0, 3.2), "eye_dx": (0.235, 0.29), "eye_y": (0.19, 0.235), "eye_rx": (0.09, 0.115),
-    "eye_ry": (0.026, 0.04), "eye_tilt": (-0.12, 0.12), "brow_gap": (0.14, 0.2), "brow_len": (0.16, 0.21),
-    "brow_thick": (0.03, 0.055), "brow_arch": (0.0, 0.05), "brow_tilt": (-0.12, 0.12), "nose_y": (0.60, 0.66),
-    "nose_w": (0.09, 0.14), "nose_h": (0.12, 0.2), "mouth_y": (0.77, 0.84), "mouth_w": (0.19, 0.26),
-    "lip_up": (0.03, 0.05), "lip_low": (0.05, 0.09), "ear_size": (0.09, 0.13), "hairline": (-0.34, -0.12),
-    "hair_volume": (0.02, 0.10), "age": (18.0, 75.0), "redness": (-0.06, 0.06), "lip_tint": (0.25, 0.5)}
+    "face_rx": (0.52, 0.68), "face_ry_top": (0.82, 0.95), "face_ry_chin": (0.62, 0.80), "face_cy": (0.44, 0.50),
+    "jaw_power": (1.8, 3.6), "eye_dx": (0.225, 0.30), "eye_y": (0.19, 0.235), "eye_rx": (0.085, 0.125),
+    "eye_ry": (0.022, 0.045), "eye_tilt": (-0.14, 0.14), "brow_gap": (0.13, 0.21), "brow_len": (0.15, 0.22),
+    "brow_thick": (0.025, 0.065), "brow_arch": (0.0, 0.07), "brow_tilt": (-0.15, 0.15), "nose_y": (0.58, 0.68),
+    "nose_w": (0.08, 0.16), "nose_h": (0.10, 0.24), "mouth_y": (0.76, 0.86), "mouth_w": (0.17, 0.28),
+    "lip_up": (0.02, 0.06), "lip_low": (0.04, 0.10), "ear_size": (0.08, 0.14), "hairline": (-0.34, -0.12),
+    "hair_volume": (0.02, 0.12), "age": (18.0, 75.0), "redness": (-0.08, 0.08), "lip_tint": (0.2, 0.55)}
 N_MOLES = 3
 
 
