@@ -529,6 +529,10 @@ class FaceEvaluate(Section):
     folds: Annotated[int, Field(ge=2, le=100)] = 10  # LFW protocol: threshold on k-1 folds, accuracy on the k-th
     seed: int = 0  # pair sampling and folds
     worst_pairs: Annotated[int, Field(ge=0, le=32)] = 8  # false accepts / rejects shown
+    cluster_identities: Annotated[int, Field(ge=2)] = 100  # the "album" clustered: a seeded sample of test people
+    # dlib's pretrained encoder (~90 ms per face on one core) is scored on a seeded sample of this many val
+    # identities (its threshold) and test identities (its figures, next to ours on the same sample)
+    baseline_identities: Annotated[int, Field(ge=2)] = 100
 
 
 class FaceGate(Section):

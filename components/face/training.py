@@ -71,6 +71,7 @@ def fit(model: FaceEncoder, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
     """Train in place; `t` is the face.train section (margin, identities_per_batch, images_per_identity, lr,
     weight_decay, max_epochs, patience, augment, hard_share, curriculum_epochs). Returns the history."""
     start, result = time.perf_counter(), FitResult()
+    train_codes = np.unique(np.asarray(train_y), return_inverse=True)[1]  # labels of any kind -> ints for torch
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     previous_threads = torch.get_num_threads()
@@ -86,9 +87,9 @@ def fit(model: FaceEncoder, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
                 hard_share = t.hard_share * min(1.0, (epoch - 1) / t.curriculum_epochs)
                 stats = BatchStats()
                 model.train()
-                for idx in pk_batches(train_y, t.identities_per_batch, t.images_per_identity, rng):
+                for idx in pk_batches(train_codes, t.identities_per_batch, t.images_per_identity, rng):
                     x = augment(torch.from_numpy(train_x[idx]), t.augment, gen)
-                    labels = torch.from_numpy(np.asarray(train_y[idx]))
+                    labels = torch.from_numpy(train_codes[idx])
                     emb = model(x)
                     a, p, n = mine_triplets(emb, labels, t.margin, hard_share, gen)
                     if len(a) == 0:
