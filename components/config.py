@@ -546,6 +546,12 @@ class FaceGate(Section):
     target_tar: Prob = 0.95  # the quality floor a champion should reach
 
 
+class FaceExport(Section):
+    """face.export: `cs230 export --face` (components/face_export.py)."""
+    calibration_chips: Annotated[int, Field(ge=8, le=100_000)] = 256  # train chips that set int8 activation ranges
+    latency_repeats: Annotated[int, Field(ge=1, le=10_000)] = 50  # ms per face: the best of this many runs
+
+
 class FaceParams(Section):
     seed: int = 0
     render: FaceRender = FaceRender()
@@ -557,6 +563,7 @@ class FaceParams(Section):
     tune: FaceTune = FaceTune()
     evaluate: FaceEvaluate = FaceEvaluate()
     gate: FaceGate = FaceGate()
+    export: FaceExport = FaceExport()
 
 
 class ServeParams(Section):

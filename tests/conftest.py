@@ -59,8 +59,8 @@ def write_sections(path: Path, sections: dict[str, dict]) -> Path:
 
     def merge(base: dict, extra: dict) -> None:
         for key, value in extra.items():
-            if isinstance(value, dict):
-                merge(base[key], value)
+            if isinstance(value, dict):  # a section params.yaml leaves to its defaults is added
+                merge(base.setdefault(key, {}), value)
             else:
                 base[key] = value
 
