@@ -432,6 +432,154 @@ class DayNightParams(Section):
         return self
 
 
+# -------------------------------------------------------------------- face (data side)
+
+class FaceRender(Section):
+    """face.render: the procedural face renderer (components/face/render.py, identities.py)."""
+    size: Annotated[int, Field(ge=32, le=256)] = 64  # chip side in pixels, dlib's chip geometry (padding 0.25)
+    yaw_std_deg: float = Field(15.0, ge=0.0, le=45.0)
+    max_yaw_deg: float = Field(40.0, ge=0.0, le=60.0)
+    pitch_std_deg: float = Field(8.0, ge=0.0, le=30.0)  # clipped at twice the spread
+    roll_std_deg: float = Field(8.0, ge=0.0, le=45.0)
+    expression: Prob = 0.7  # strength of smiles, open mouths, squints and raised brows
+    glasses_wearers: Prob = 0.25  # share of identities who usually wear glasses
+    glasses_switch: Prob = 0.2  # share of a wearer's images without them (a quarter of that: others with)
+    beard_share: Prob = 0.25
+    beard_switch: Prob = 0.1
+    hairstyle_change: Prob = 0.15
+    age_spread_years: float = Field(8.0, ge=0.0, le=30.0)  # an image's age: identity's age +- this
+    occlusion: Prob = 0.15
+    blur_px: Range = [0.0, 1.2]  # gaussian sigma at 64 px (scaled with size)
+    noise_std: Range = [0.0, 0.03]  # share of full scale
+    jpeg_share: Prob = 0.7
+    jpeg_quality: Range = [30.0, 95.0]
+    grey_share: Prob = 0.05
+    alignment_jitter: float = Field(0.015, ge=0.0, le=0.1)  # landmark error, in chip template units
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("blur_px", "noise_std", "jpeg_quality"):
+            _ordered(name, getattr(self, name))
+        if self.blur_px[0] < 0 or self.noise_std[0] < 0 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError("blur_px and noise_std must be >= 0, jpeg_quality within [1, 100]")
+        return self
+
+
+class FaceGenerate(Section):
+    """face.generate: rendered identities, and user photos under data/raw/faces/<person>/."""
+    identities: Annotated[int, Field(ge=3, le=200_000)] = 2000
+    images_per_identity: Annotated[list[Annotated[int, Field(ge=2, le=1000)]], Field(min_length=2, max_length=2)] = [10, 20]
+    cropped: bool = False  # user photos are already face chips: resize, do not detect
+    workers: Annotated[int, Field(ge=0, le=256)] = 0  # rendering processes; 0: one per core
+
+    @model_validator(mode="after")
+    def _ordered_counts(self):
+        _ordered("images_per_identity", self.images_per_identity)
+        return self
+
+
+class FaceValidation(Section):
+    min_images_per_identity: Annotated[int, Field(ge=2)] = 5  # fewer cannot give a K of 4 plus a held-out image
+    max_images_ratio: float = Field(4.0, ge=1.0)  # class balance: most images of an identity / fewest
+    min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
+
+
+# ------------------------------------------------------------------- face (model side)
+
+class FaceModel(Section):
+    """face.model: the encoder (components/face/encoder.py)."""
+    kind: Literal["cnn", "dlib_head"] = "cnn"
+    image_size: Annotated[int, Field(ge=16, le=256)] = 64  # cnn input: chips are resized to this
+    width: Annotated[int, Field(ge=4, le=1024)] = 16  # cnn: first block's channels (doubling); head: hidden units
+    depth: Annotated[int, Field(ge=0, le=6)] = 4  # cnn: conv blocks (>= 1); head: hidden layers (0: linear)
+
+
+class FaceTrain(Section):
+    """face.train: the triplet-loss trainer (components/face/training.py)."""
+    margin: float = Field(0.2, gt=0.0, le=2.0)  # alpha of the triplet loss, on squared distances
+    identities_per_batch: Annotated[int, Field(ge=2, le=1024)] = 32  # P
+    images_per_identity: Annotated[int, Field(ge=2, le=64)] = 4  # K
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 10  # the budget: epochs, never minutes
+    patience: Annotated[int, Field(ge=1, le=100)] = 3  # epochs without a better val TAR before stopping
+    augment: Prob = 0.5  # augmentation strength (0: none)
+    hard_share: Prob = 0.5  # final share of triplets given the hardest negative instead of a semi-hard one
+    curriculum_epochs: Annotated[int, Field(ge=1, le=1000)] = 10  # epochs over which hard_share rises from 0
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core (same count, same model)
+
+
+class FaceSpace(Section):
+    """face.tune.space: choice lists, and [low, high] ranges for margin and lr (log-uniform)."""
+    kind: list[Literal["cnn", "dlib_head"]] = Field(["cnn", "dlib_head"], min_length=1)
+    margin: Range = [0.1, 0.5]
+    identities_per_batch: list[Annotated[int, Field(ge=2, le=1024)]] = Field([16, 32], min_length=1)
+    images_per_identity: list[Annotated[int, Field(ge=2, le=64)]] = Field([4, 6], min_length=1)
+    lr: Range = [3e-4, 3e-3]
+    width: list[Annotated[int, Field(ge=4, le=1024)]] = Field([16, 32], min_length=1)  # cnn; a head gets 8x
+    depth: list[Annotated[int, Field(ge=1, le=6)]] = Field([3, 4], min_length=1)  # cnn; a head gets depth - 3 (>= 0)
+    augment: Range = [0.0, 1.0]
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("margin", "lr", "augment"):
+            low, high = getattr(self, name)
+            if not low < high:
+                raise ValueError(f"{name} must be [low, high] with low < high, got {[low, high]}")
+        if self.margin[0] <= 0 or self.lr[0] <= 0:
+            raise ValueError("margin and lr ranges must be > 0")
+        return self
+
+
+class FaceTune(TuneBudget):
+    space: FaceSpace = FaceSpace()
+
+
+class FaceEvaluate(Section):
+    """face.evaluate: operating point, verification pairs, identification, slices, plots."""
+    target_far: float = Field(1e-3, gt=0.0, lt=1.0)  # the threshold is picked on val at this FAR
+    max_same_pairs: Annotated[int, Field(ge=10)] = 20_000  # a seeded sample when there are more
+    different_pairs: Annotated[int, Field(ge=1000)] = 50_000  # >= 10/target_far, so the FAR is measurable
+    folds: Annotated[int, Field(ge=2, le=100)] = 10  # LFW protocol: threshold on k-1 folds, accuracy on the k-th
+    seed: int = 0  # pair sampling and folds
+    worst_pairs: Annotated[int, Field(ge=0, le=32)] = 8  # false accepts / rejects shown
+    cluster_identities: Annotated[int, Field(ge=2)] = 100  # the "album" clustered: a seeded sample of test people
+    # dlib's pretrained encoder (~90 ms per face on one core) is scored on a seeded sample of this many val
+    # identities (its threshold) and test identities (its figures, next to ours on the same sample)
+    baseline_identities: Annotated[int, Field(ge=2)] = 100
+
+
+class FaceGate(Section):
+    """face.gate: the fixed gate set (stage face-gate_data) and the promotion rule."""
+    seed: int = 1  # the gate set's own seed, never the pipeline's
+    identities: Annotated[int, Field(ge=10, le=100_000)] = 300
+    images_per_identity: Annotated[int, Field(ge=2, le=1000)] = 10
+    metric: Literal["tar"] = "tar"  # TAR at target_far on the gate set's pairs
+    target_far: float = Field(1e-3, gt=0.0, lt=1.0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the Wilson intervals a gain must clear
+    target_tar: Prob = 0.95  # the quality floor a champion should reach
+
+
+class FaceExport(Section):
+    """face.export: `cs230 export --face` (components/face_export.py)."""
+    calibration_chips: Annotated[int, Field(ge=8, le=100_000)] = 256  # train chips that set int8 activation ranges
+    latency_repeats: Annotated[int, Field(ge=1, le=10_000)] = 50  # ms per face: the best of this many runs
+
+
+class FaceParams(Section):
+    seed: int = 0
+    render: FaceRender = FaceRender()
+    generate: FaceGenerate = FaceGenerate()
+    validation: FaceValidation = FaceValidation()
+    split: Shares = Shares(train=0.7, val=0.15, test=0.15)
+    model: FaceModel = FaceModel()
+    train: FaceTrain = FaceTrain()
+    tune: FaceTune = FaceTune()
+    evaluate: FaceEvaluate = FaceEvaluate()
+    gate: FaceGate = FaceGate()
+    export: FaceExport = FaceExport()
+
+
 class ServeParams(Section):
     """`cs230 serve`: where it listens and what it accepts (params.yaml explains each key)."""
     host: str = Field("127.0.0.1", min_length=1)
@@ -451,6 +599,7 @@ class ServeParams(Section):
 class Params(Section):
     trigger_word: TriggerWordParams
     day_night: DayNightParams = DayNightParams()
+    face: FaceParams = FaceParams()
     serve: ServeParams = ServeParams()
 
 

@@ -226,16 +226,16 @@ def _points(a: float | None, b: float | None) -> float | None:
 
 
 @contextlib.contextmanager
-def mlflow_run():
-    """The pipeline's MLflow run when there is one, else a run of our own in experiment "trigger-word"."""
+def mlflow_run(pipeline: str = PIPELINE):
+    """The pipeline's MLflow run when there is one, else a run of our own in the pipeline's experiment."""
     if tracking.pipeline_run_id():
         yield
         return
     import mlflow
 
     client = mlflow.MlflowClient()
-    run_id = client.create_run(tracking.experiment_id(EXPERIMENT), run_name="export",
-                               tags={"pipeline": PIPELINE, "stage": "export"}).info.run_id
+    run_id = client.create_run(tracking.experiment_id(pipeline), run_name="export",
+                               tags={"pipeline": pipeline, "stage": "export"}).info.run_id
     os.environ["MLFLOW_RUN_ID"], status = run_id, "FAILED"  # components.tracking logs into it
     try:
         yield

@@ -11,6 +11,7 @@ DVC_YAML = Path("dvc.yaml")
 RAW_DIR = Path("data/raw")                       # user inputs, tracked by data.dvc
 RAW_BACKGROUNDS_DIR = RAW_DIR / "backgrounds"    # background recordings (wav/flac, any rate)
 RAW_DAY_NIGHT_DIR = RAW_DIR / "day_night"        # user images in day/ and night/ (any size)
+RAW_FACES_DIR = RAW_DIR / "faces"                # user photos in <person>/ folders (any size)
 
 REPORTS_DIR = Path("reports")
 MODELS_DIR = Path("models")

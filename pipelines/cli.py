@@ -4,8 +4,9 @@
     cs230 run day-night                                        the day/night image classifier, end to end
     cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
-    cs230 export [--model URI] [--out DIR]                     ONNX build for devices + size/latency/accuracy table
+    cs230 export [--model URI] [--out DIR] [--face]            ONNX build for devices + size/latency/accuracy table
     cs230 detect PATH...  /  cs230 classify IMG...             the champion models on files (JSON lines)
+    cs230 face embed|verify|enroll|identify|cluster ...        the face encoder on images (pipelines/face_cli.py)
     cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
     eval "$(cs230 team up)"  /  cs230 team down                the team services on this machine (pipelines/team.py)
 
@@ -238,10 +239,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from components.stage_cli import detection_overrides
 
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
-    for key, value in detection_overrides(args).items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
     if args.model:
         argv += ["--model", args.model if is_model_uri(args.model) else str(args.invocation_dir / args.model)]
+    if args.face:  # the face encoder instead (components/face_export.py): no detection settings
+        from components.face_export import main as face_export_main
+
+        return face_export_main(argv)
+    for key, value in detection_overrides(args).items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
     return export_main(argv)
 
 
@@ -294,7 +299,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
     given = {kind: ref if is_model_uri(ref) else str(args.invocation_dir / ref)
-             for kind, ref in (("trigger-word", args.model), ("day-night", args.classifier)) if ref}
+             for kind, ref in (("trigger-word", args.model), ("day-night", args.classifier),
+                               ("face", args.face)) if ref}
     if not given:  # every champion that is registered; none: the trigger word's error below says why
         champions = {kind: k.champion(params) for kind, k in MODEL_KINDS.items()}
         probe = ModelHolder(champions, tracking_uri)
@@ -303,7 +309,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             {"trigger-word": champions["trigger-word"]}
     config = ServeConfig(refs=given,
                          tracking_uri=tracking_uri, limits=limits, detection_overrides=detection_overrides(args),
-                         token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None)
+                         token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None,
+                         face_index=str(args.invocation_dir / args.face_index) if args.face_index else None)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         print(f"warning: serving on {host} without a token: anyone who reaches it can use it", file=sys.stderr)
     try:
@@ -359,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "file/folder instead of models:/trigger-word-<slug>@champion")
     serve.add_argument("--classifier", metavar="PATH_OR_URI", help="serve this day-night classifier (URI or saved "
                        "file/folder). Default: every registered champion (trigger-word-<slug>, day-night)")
+    serve.add_argument("--face", metavar="PATH_OR_URI", help="serve this face encoder (URI or saved file/folder; "
+                       "default: models:/face-encoder@champion when registered)")
+    serve.add_argument("--face-index", type=Path, metavar="DIR", help="the gallery POST /v1/face/identify "
+                       "searches (from cs230 face enroll)")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but /healthz "
                        "(default: env CS230_SERVE_TOKEN; the variable keeps it out of `ps`)")
     add_detection_flags(serve)  # for every trigger-word model served, a new champion included
@@ -387,9 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, metavar="DIR", help="where the .onnx files and export_report.json go "
                         "(default: models/trigger_word/export)")
     add_detection_flags(export)
+    export.add_argument("--face", action="store_true", help="export the face encoder instead "
+                        "(default model: models:/face-encoder@champion; out: models/face/export)")
     export.set_defaults(handler=cmd_export, invocation_dir=Path.cwd())
+    from pipelines.face_cli import add_parser as add_face_parser
     from pipelines.team import add_parser as add_team_parser
 
+    add_face_parser(sub)
     add_team_parser(sub)
     return parser
 

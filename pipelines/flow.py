@@ -148,4 +148,10 @@ def day_night_flow(push: bool = True) -> PipelineResult:
     return run_pipeline("day-night", push)
 
 
-FLOWS = {"trigger-word": trigger_word_flow, "day-night": day_night_flow}
+@flow(name="face", log_prints=True)
+def face_flow(push: bool = True) -> PipelineResult:
+    """validate raw -> generate -> validate generated -> split -> gate data -> tune -> train -> evaluate -> register"""
+    return run_pipeline("face", push)
+
+
+FLOWS = {"trigger-word": trigger_word_flow, "day-night": day_night_flow, "face": face_flow}

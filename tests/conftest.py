@@ -95,6 +95,8 @@ CONTRACT_TINY = {
                      "model": {"conv_filters": 8, "gru_hidden": 16, "gru_layers": 1},
                      "train": {"max_epochs": 1, "batch_size": 16, "threads": 1}},
     "day_night": {**DAY_NIGHT_TINY, "gate": {"images": 100}, "train": {"max_epochs": 1, "threads": 1}},
+    "face": {"generate": {"identities": 12, "images_per_identity": [5, 6], "workers": 1},
+             "gate": {"identities": 10, "images_per_identity": 3}},
 }
 
 
@@ -110,8 +112,8 @@ def write_sections(path: Path, sections: dict[str, dict]) -> Path:
 
     def merge(base: dict, extra: dict) -> None:
         for key, value in extra.items():
-            if isinstance(value, dict):
-                merge(base[key], value)
+            if isinstance(value, dict):  # a section params.yaml leaves to its defaults is added
+                merge(base.setdefault(key, {}), value)
             else:
                 base[key] = value
 

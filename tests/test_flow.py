@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import DAY_NIGHT_TINY, PROJECT_ROOT, TINY, running_mlflow_server, write_params
+from conftest import CONTRACT_TINY, DAY_NIGHT_TINY, PROJECT_ROOT, TINY, running_mlflow_server, write_sections
 from pipelines.stages import pipeline_stages
 
 pytestmark = pytest.mark.timeout(900)
@@ -24,6 +24,12 @@ FLOW_TINY = {**TINY,
              "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 16, "val_items": 8,
                       "max_epochs": 1, "grace_epochs": 1},
              "train": {"max_epochs": 2, "safety_minutes": 10.0}}
+# A face pipeline of seconds: a few rendered people, a small CNN (exportable), one short search.
+FACE_TINY = {**CONTRACT_TINY["face"], "model": {"kind": "cnn", "width": 8, "depth": 2, "image_size": 32},
+             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 40, "val_items": 20,
+                      "max_epochs": 1, "grace_epochs": 1, "space": {"kind": ["cnn"], "width": [8], "depth": [2]}},
+             "train": {"max_epochs": 2, "identities_per_batch": 4, "images_per_identity": 2},
+             "evaluate": {"different_pairs": 1000, "max_same_pairs": 100}}
 BIN = Path(sys.executable).parent
 
 
@@ -53,7 +59,7 @@ def flow_repo(tmp_path_factory):
     """A fresh clone of the project with tiny params and its own DVC remote. Its MLflow
     store is the one `cs230` picks with MLFLOW_TRACKING_URI unset: the clone's mlflow.db."""
     root = clone_project(tmp_path_factory.mktemp("flow") / "repo")
-    write_params(root / "params.yaml", FLOW_TINY, DAY_NIGHT_TINY)
+    write_sections(root / "params.yaml", {"trigger_word": FLOW_TINY, "day_night": DAY_NIGHT_TINY, "face": FACE_TINY})
     run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)
     run(str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(root.parent / "remote"))
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "tiny params")
@@ -298,3 +304,52 @@ def test_schedule_creates_and_executes_a_run(flow_repo):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif("register" not in [s.short for s in pipeline_stages("face")],
+                    reason="the face pipeline has no register stage in dvc.yaml yet (face-model's stages)")
+def test_face_flow_registers_and_every_face_command_works(harness, in_repo, tmp_path):
+    """The third pipeline: `face-encoder` version 1 is champion, then `cs230 face` embed, verify,
+    enroll, identify and cluster work with it on rendered faces (--cropped: they are chips) and on
+    a real photo (detected and aligned); a bad image gets its own line."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from pipelines.flow import FLOWS
+
+    result = FLOWS["face"](push=False)
+    assert [o.stage for o in result.outcomes] == [s.short for s in pipeline_stages("face")]
+    version = mlflow.MlflowClient().get_model_version_by_alias("face-encoder", "champion")
+    assert int(version.version) == 1
+
+    images = np.load(in_repo / "data/face/generated/images.npy")
+    manifest = pd.read_csv(in_repo / "data/face/generated/manifest.csv", dtype={"identity": str})
+    people = manifest.groupby("identity").image_id.apply(list).iloc[:3]
+    for person, ids in people.items():  # first image enrolled, second a query
+        for kind, i in (("gallery", ids[0]), ("queries", ids[1])):
+            (tmp_path / kind / person).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i]).save(tmp_path / kind / person / f"{i}.png")
+    yale = next(p for p in (PROJECT_ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()) / "data/faces/yale"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "photo.png").write_bytes((yale / "subject01" / "normal.png").read_bytes())
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "PREFECT_HOME")}
+
+    def face(*args) -> tuple[int, list[dict]]:
+        proc = cs230(tmp_path, env, "face", *args)
+        assert proc.returncode in (0, 1), proc.stderr
+        return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
+
+    status, records = face("embed", "real/photo.png", "broken.jpg")
+    assert status == 1 and len(records[0]["faces"]) == 1 and len(records[0]["faces"][0]["embedding"]) == 128
+    assert records[1]["file"] == "broken.jpg" and "error" in records[1]
+    first, second = (next((tmp_path / "queries" / p).iterdir()) for p in people.index[:2])
+    status, (record,) = face("verify", str(first), str(second), "--cropped")
+    assert status == 0 and set(record) == {"a", "b", "distance", "p_same", "same"} and 0 <= record["p_same"] <= 1
+    assert face("enroll", "gallery", "--index", "index", "--cropped")[0] == 0
+    status, records = face("identify", "--index", "index", "queries", "--cropped")
+    assert status == 0 and len(records) == 3
+    assert all(r["identity"] in set(people.index) | {"unknown"} and r["distance"] >= 0 for r in records)
+    status, records = face("cluster", "queries", "--cropped")
+    assert status == 0 and all(isinstance(r["cluster"], int) for r in records)

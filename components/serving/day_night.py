@@ -49,20 +49,23 @@ def classify_upload(model, upload: Upload, max_pixels: int) -> dict:
     return {"file": upload.name, **classify_images(model, image[None])[0]}
 
 
+async def receive_image(request: Request, limit: int) -> Upload:
+    """The request's image (raw body of an image type, or the multipart field `file`) in a temporary file."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        return await receive_multipart(request, limit, what="image")
+    if media in IMAGE_TYPES:
+        return await receive_raw(request, limit, ".image", what="image")
+    what = f"Content-Type {media!r}" if media else "no Content-Type"
+    raise ServeError(415, f"unsupported {what}: send an image as the body ({', '.join(sorted(IMAGE_TYPES))}) "
+                     "or in the multipart field 'file'")
+
+
 @router.post("/classify")
 async def classify(request: Request) -> JSONResponse:
     state = request.app.state
     loaded = loaded_model(state, KIND)
-    limit = state.config.limits.max_body_bytes
-    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media == "multipart/form-data":
-        upload = await receive_multipart(request, limit, what="image")
-    elif media in IMAGE_TYPES:
-        upload = await receive_raw(request, limit, ".image", what="image")
-    else:
-        what = f"Content-Type {media!r}" if media else "no Content-Type"
-        raise ServeError(415, f"unsupported {what}: send an image as the body ({', '.join(sorted(IMAGE_TYPES))}) "
-                         "or in the multipart field 'file'")
+    upload = await receive_image(request, state.config.limits.max_body_bytes)
     try:
         record = await anyio.to_thread.run_sync(classify_upload, loaded.model, upload,
                                                 state.config.limits.max_image_pixels, limiter=state.limiter)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from components import classify, detect
+from components import classify, detect, face_commands
 from components.refs import ModelLoadError, find_model_file, is_model_uri
 
 log = logging.getLogger("cs230.serve")
@@ -38,6 +38,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
     "trigger-word": ModelKind(lambda p: detect.champion_uri(p.trigger_word.slug), detect.load_detector,
                               detect.DETECTOR_FILE),
     "day-night": ModelKind(lambda p: classify.CHAMPION_URI, classify.load_classifier_ref, classify.CLASSIFIER_FILE),
+    "face": ModelKind(lambda p: face_commands.CHAMPION_URI, face_commands.load_encoder_ref, face_commands.ENCODER_FILE),
 }
 
 

@@ -146,31 +146,61 @@ async def receive_raw(request: Request, max_bytes: int, suffix: str, header: int
         raise
 
 
-async def receive_multipart(request: Request, max_bytes: int, what: str = "audio") -> Upload:
-    """The multipart body's field `file` (or its first file part) in a temporary file."""
+async def _form(request: Request, max_bytes: int):
     parser = MultiPartParser(request.headers, limited_body(request, max_bytes), max_files=4, max_fields=16)
     try:
-        form = await parser.parse()
+        return await parser.parse()
     except MultiPartException as exc:
         raise ServeError(400, f"malformed multipart body ({exc.message})") from None
+
+
+async def _save_part(part, what: str) -> Upload:
+    """One multipart file part in a temporary file."""
+    name = part.filename or "upload"
+    suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".wav", ".flac") else ".audio"
+    path = _temp_file(suffix)
+    try:
+        with open(path, "wb") as out:
+            await run_in_threadpool(shutil.copyfileobj, part.file, out)
+        if path.stat().st_size == 0:
+            raise ServeError(400, f"empty file {name!r}: no {what}")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Upload(name, path)
+
+
+async def receive_multipart(request: Request, max_bytes: int, what: str = "audio") -> Upload:
+    """The multipart body's field `file` (or its first file part) in a temporary file."""
+    form = await _form(request, max_bytes)
     try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):  # no field 'file': take the first file part
             upload = next((v for _, v in form.multi_items() if not isinstance(v, str)), None)
         if upload is None:
             raise ServeError(400, f"multipart body has no file: send the {what} in the field 'file'")
-        name = upload.filename or "upload"
-        suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".wav", ".flac") else ".audio"
-        path = _temp_file(suffix)
-        try:
-            with open(path, "wb") as out:
-                await run_in_threadpool(shutil.copyfileobj, upload.file, out)
-            if path.stat().st_size == 0:
-                raise ServeError(400, f"empty file {name!r}: no {what}")
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return Upload(name, path)
+        return await _save_part(upload, what)
+    finally:
+        await form.close()
+
+
+async def receive_multipart_fields(request: Request, max_bytes: int, fields: tuple[str, ...],
+                                   what: str) -> dict[str, Upload]:
+    """The multipart body's file fields `fields` (all of them), each in a temporary file."""
+    form = await _form(request, max_bytes)
+    saved: dict[str, Upload] = {}
+    try:
+        for field in fields:
+            part = form.get(field)
+            if part is None or isinstance(part, str):
+                raise ServeError(400, f"multipart body has no file in the field {field!r}: send one {what} "
+                                 f"in each of the fields {', '.join(map(repr, fields))}")
+            saved[field] = await _save_part(part, what)
+        return saved
+    except BaseException:
+        for upload in saved.values():
+            upload.path.unlink(missing_ok=True)
+        raise
     finally:
         await form.close()
 

@@ -56,9 +56,9 @@ def _decoded(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: Path, size: int = 64) -> np.ndarray:
-    """uint8 [size, size, 3] RGB: centre-cropped to a square (no stretching), then resized with
-    Lanczos. Raises ImageReadError for unreadable, truncated or non-image files."""
+def read_rgb(path: Path) -> Image.Image:
+    """The whole image, upright 8-bit RGB (any format Pillow reads). Raises ImageReadError for
+    unreadable, truncated, empty or non-image files."""
     try:
         with Image.open(path) as image:
             rgb = _decoded(image)
@@ -66,9 +66,16 @@ def load_image(path: Path, size: int = 64) -> np.ndarray:
     # EOFError, struct.error, DecompressionBombError...): all mean "not a readable image" here.
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(Path(path), f"not a readable image ({_first_line(exc)})") from None
+    if rgb.width == 0 or rgb.height == 0:
+        raise ImageReadError(Path(path), f"empty image ({rgb.width}x{rgb.height})")
+    return rgb
+
+
+def load_image(path: Path, size: int = 64) -> np.ndarray:
+    """uint8 [size, size, 3] RGB: centre-cropped to a square (no stretching), then resized with
+    Lanczos. Raises ImageReadError for unreadable, truncated or non-image files."""
+    rgb = read_rgb(path)
     width, height = rgb.size
-    if width == 0 or height == 0:
-        raise ImageReadError(Path(path), f"empty image ({width}x{height})")
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
     # crop() then resize(): resize(box=...) would let the filter reach past the crop into the margins

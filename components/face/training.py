@@ -1,0 +1,125 @@
+"""Training a face encoder with the triplet loss: P x K batches, online mining, early stopping on val TAR.
+
+The budget is epochs. Each epoch shows every training image once (pk_batches), mines its triplets in every
+batch (semi-hard, with `hard_share` rising linearly from 0 to face.train.hard_share over curriculum_epochs),
+augments on the fly, and then scores val identities: TAR at the target FAR over all val pairs. The best epoch's
+weights are kept. Deterministic by seed (batches, augmentation and mining draw from seeded generators).
+
+The trainer works on the encoder's inputs (see FaceEncoder.inputs): chips as float [N, 3, s, s] for a cnn,
+cached dlib descriptors [N, 128] for a dlib_head. Domain code only: `fit` reports each epoch through
+`on_epoch` and prints nothing.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from components.face.encoder import FaceEncoder
+from components.face.triplet import BatchStats, mine_triplets, pk_batches, triplet_loss
+from components.face.verification import all_pair_distances, tar_at_far
+
+DESCRIPTOR_NOISE = 0.05  # dlib_head augmentation: Gaussian noise std on normalised descriptors at strength 1
+
+
+@dataclass
+class FitResult:
+    best_epoch: int = 0
+    best_val_tar: float = -1.0
+    history: list[dict] = field(default_factory=list)
+    stop_reason: str = "max_epochs"
+    seconds: float = 0.0
+    threads: int = 1  # the model is reproducible for this thread count
+
+
+def augment(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """On-the-fly augmentation of a batch of inputs, scaled by strength in 0..1. Chips [B, 3, s, s]: mirror
+    (half the batch), brightness and contrast (+-40% at 1), a shift of up to 6% of the side, pixel noise.
+    Descriptors [B, 128]: Gaussian noise (the backbone is frozen, chips are not re-encoded)."""
+    if strength <= 0:
+        return x
+    b = len(x)
+    if x.ndim == 2:
+        return x / x.norm(dim=1, keepdim=True) + torch.randn(x.shape, generator=gen) * DESCRIPTOR_NOISE * strength
+    flip = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    gain = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * 0.4 * strength
+    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * 0.4 * strength
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean * gain
+    shift = int(round(0.06 * strength * x.shape[-1]))
+    if shift:
+        dy, dx = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=gen))
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    x = x + torch.randn(x.shape, generator=gen) * 0.02 * strength
+    return x.clamp(0, 1)
+
+
+def val_tar(model: FaceEncoder, x: np.ndarray, labels: np.ndarray, target_far: float) -> float:
+    """TAR at target_far over every pair of the val images."""
+    d_same, d_diff = all_pair_distances(model.embed_inputs(x), labels)
+    return tar_at_far(d_same, d_diff, target_far)[0]
+
+
+def fit(model: FaceEncoder, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, t,
+        target_far: float, seed: int, threads: int = 1,
+        on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Train in place; `t` is the face.train section (margin, identities_per_batch, images_per_identity, lr,
+    weight_decay, max_epochs, patience, augment, hard_share, curriculum_epochs). Returns the history."""
+    start, result = time.perf_counter(), FitResult()
+    train_codes = np.unique(np.asarray(train_y), return_inverse=True)[1]  # labels of any kind -> ints for torch
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+            best, stale = copy.deepcopy(model.state_dict()), 0
+            result.best_val_tar = val_tar(model, val_x, val_y, target_far)  # epoch 0: the initial weights
+            for epoch in range(1, t.max_epochs + 1):
+                t0 = time.perf_counter()
+                hard_share = t.hard_share * min(1.0, (epoch - 1) / t.curriculum_epochs)
+                stats = BatchStats()
+                model.train()
+                for idx in pk_batches(train_codes, t.identities_per_batch, t.images_per_identity, rng):
+                    x = augment(torch.from_numpy(train_x[idx]), t.augment, gen)
+                    labels = torch.from_numpy(train_codes[idx])
+                    emb = model(x)
+                    a, p, n = mine_triplets(emb, labels, t.margin, hard_share, gen)
+                    if len(a) == 0:
+                        continue
+                    losses = triplet_loss(emb[a], emb[p], emb[n], t.margin)
+                    optimizer.zero_grad()
+                    losses.mean().backward()
+                    optimizer.step()
+                    stats.add(emb, a, p, n, losses)
+                tar = val_tar(model, val_x, val_y, target_far)
+                # val_loss (what the shared tune/train stages rank by) is the val FRR at the target FAR: 1 - TAR
+                metrics = {**stats.as_dict(), "hard_share": hard_share, "lr": t.lr, "val_loss": 1.0 - tar, "val_tar": tar,
+                           "epoch_s": time.perf_counter() - t0}
+                if not math.isfinite(metrics["train_loss"]):
+                    raise FloatingPointError(f"epoch {epoch}: the triplet loss is not finite (lower face.train.lr)")
+                result.history.append(metrics)
+                if metrics["val_tar"] > result.best_val_tar:
+                    result.best_val_tar, result.best_epoch, stale = metrics["val_tar"], epoch, 0
+                    best = copy.deepcopy(model.state_dict())
+                else:
+                    stale += 1
+                if on_epoch is not None:
+                    on_epoch(epoch, metrics)
+                if stale >= t.patience:
+                    result.stop_reason = "early_stopping"
+                    break
+            model.load_state_dict(best)
+    finally:
+        torch.set_num_threads(previous_threads)
+    model.eval()
+    result.seconds, result.threads = time.perf_counter() - start, threads
+    return result
