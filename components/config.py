@@ -327,7 +327,7 @@ class DayNightLabels(Section):
 class DayNightValidation(Section):
     min_night_share: Prob = 0.4
     max_night_share: Prob = 0.6
-    min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
+    min_pixel_std: float = Field(1.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
     min_user_image_side: Annotated[int, Field(ge=1, le=4096)] = 16
 
 
@@ -345,7 +345,7 @@ class DayNightModel(Section):
 
 class DayNightAugment(Section):
     """day_night.train.augment: photometric augmentation of training batches (components/vision/augment.py)."""
-    enabled: bool = True
+    enabled: bool = False
     colour: float = Field(0.15, ge=0.0, le=2.0)  # per-channel gain and saturation, log2 std
     exposure_ev: float = Field(0.4, ge=0.0, le=4.0)  # brightness shift, +- stops
     gamma: float = Field(0.2, ge=0.0, le=2.0)  # exponent exp(U(-gamma, gamma))
