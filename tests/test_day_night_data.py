@@ -134,3 +134,17 @@ def test_the_held_out_style_is_all_in_test_unseen_style_and_never_in_train(datas
               for name in ("train", "val", "test", "test_unseen_style")}
     assert styles["test_unseen_style"] == {"painted"} and counts["test_unseen_style"] == 40
     assert "painted" not in styles["train"] | styles["val"] | styles["test"]
+
+
+def test_the_brightness_baseline_is_reported_next_to_the_model_on_every_split(dataset, tmp_path):
+    from components.tasks.day_night import scoring
+    from components.vision.model import ClassifierConfig, build_classifier
+
+    split.run("day-night", P, dataset, tmp_path / "split")
+    model = build_classifier(ClassifierConfig(kind="cnn", cnn_channels=(4,)), seed=0)
+    table = scoring.compare_with_baseline(model, P, dataset, tmp_path / "split", pd.read_csv(dataset / "manifest.csv"))
+    assert set(table) == {"train", "val", "test", "test_unseen_style"}
+    for row in table.values():
+        assert set(row) == {"model", "brightness"} and row["brightness"]["images"] == row["model"]["images"] > 0
+        assert 0.0 <= row["brightness"]["accuracy"] <= 1.0 and "dusk_dawn" in row["brightness"]["by_condition"]
+    assert table["train"]["brightness"]["accuracy"] > 0.8  # fitted there: the floor is a real one
