@@ -230,7 +230,7 @@ def _trees(spec, rng, rad, x, y, horizon_y, light, size) -> np.ndarray:
     colour = np.array(_ALBEDO["foliage"], np.float32) * light
     for _ in range(spec.trees):
         cx, r = rng.uniform(0, 1), rng.uniform(0.04, 0.12)
-        base = float(np.interp(cx, x[0], horizon_y[0] if np.ndim(horizon_y) > 1 else np.full(size, horizon_y)))
+        base = float(np.interp(cx, x[0], horizon_y[0]))  # horizon_y is [1, S]
         cy = base - r - rng.uniform(0.0, 0.05)
         crown = (x - cx) ** 2 + (y - cy) ** 2 < r**2
         trunk = (np.abs(x - cx) < 0.01) & (y > cy) & (y < base + 0.02)
@@ -285,7 +285,8 @@ def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndar
     # Ground lit by the sky (and by the sun when up and not behind overcast), textured.
     sun_direct = 1.5 * max(np.sin(np.radians(e)), 0.0) * (0.2 if spec.overcast else 1.0)
     on_ground = y >= horizon_y
-    rad = np.where(on_ground[..., None], _ground(spec, rng, rad, x, y, horizon_y, ambient * (0.6 + sun_direct), size), rad)
+    ground = _ground(spec, rng, rad, x, y, horizon_y, ambient * (0.6 + sun_direct), size)
+    rad = np.where(on_ground[..., None], ground, rad)
     if spec.trees:
         rad = _trees(spec, rng, rad, x, y, horizon_y, ambient * (0.6 + sun_direct), size)
     if spec.city:
