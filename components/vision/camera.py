@@ -99,15 +99,14 @@ def develop(radiance: np.ndarray, gain_ev: float, style: str, rng: np.random.Gen
     if c["blur"] > 0.05:
         image = image.filter(ImageFilter.GaussianBlur(c["blur"]))
     image = _frame(image, rng)
-    # A floor of texture no photo or drawing lacks (film grain, paper, dark-frame noise), after
-    # blur: no image is a flat field, which would read as a blank frame (black nights: duplicates).
-    grain = rng.normal(0, 3.0, (size, size, 3)).astype(np.float32)
-    image = Image.fromarray(np.clip(np.asarray(image, np.float32) + grain + 0.5, 0, 255).astype(np.uint8))
     if c["jpeg"]:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=round(c["jpeg"]))
         image = Image.open(buffer).convert("RGB")
-    return np.asarray(image, np.uint8)
+    # A floor of texture no photo or drawing lacks (film grain, paper, dark-frame noise), last so
+    # blur and JPEG cannot flatten it: no image is a flat field, which would read as a blank frame.
+    grain = rng.normal(0, 3.0, (size, size, 3)).astype(np.float32)
+    return np.clip(np.asarray(image, np.float32) + grain + 0.5, 0, 255).astype(np.uint8)
 
 
 def _frame(image: Image.Image, rng: np.random.Generator) -> Image.Image:
