@@ -1,5 +1,6 @@
 """The notes' baseline on the day-night data: a 12,288-32-1 ReLU MLP, trained by torch and
-by the from-scratch NumPy network, with test accuracy, ECE and seconds of each.
+by the from-scratch NumPy network, with test accuracy, ECE and seconds of each; and the floor
+under both, mean brightness against a threshold fitted on train (components/vision/brightness.py).
 
 Reads the generated dataset and split of `cs230 run day-night` (data/day_night/) when there
 is one; on a fresh clone it renders --images scenes (default 2,000) and splits them in a
@@ -25,6 +26,7 @@ from components.config import load_params  # noqa: E402
 from components.split import read_split  # noqa: E402
 from components.tasks.day_night import fitting as task  # noqa: E402
 from components.tasks.day_night.data import split_arrays  # noqa: E402
+from components.vision import brightness  # noqa: E402
 from components.vision.evaluation import classification_metrics  # noqa: E402
 from components.vision.training import fit  # noqa: E402
 
@@ -56,6 +58,10 @@ def main() -> None:
     baseline = {"kind": "mlp", "depth": 1, "width": 32, "activation": "relu", "init": "he", "dropout": 0.0}
     print(f"baseline 12288-32-1 relu MLP on {source}; train {len(arrays['train'][0])}, val {len(arrays['val'][0])}, "
           f"test {len(arrays['test'][0])} images")
+    threshold = brightness.fit_threshold(*arrays["train"])
+    m = classification_metrics(arrays["test"][1], brightness.p_night(arrays["test"][0], threshold))
+    print(f"bright test accuracy {m['accuracy']:.4f}  ROC AUC {m['roc_auc']:.4f}  (mean brightness below "
+          f"{threshold:.1f} is night, fitted on train)", flush=True)
     for backend in args.backends:
         model = task.build(p, baseline)
         cfg = task.train_config(p.model_copy(update={"model": p.model.model_copy(update={"backend": backend})}), "mlp")

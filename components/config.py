@@ -313,18 +313,24 @@ class SceneParams(Section):
     city_share: Prob = 0.4
     artificial_light_share: Prob = 0.3
     haze_share: Prob = 0.2
-    long_exposure_share: Prob = 0.3  # of night images: night mode brightens them
+    long_exposure_share: Prob = 0.1  # of night images: night mode brightens them
     auto_exposure: Prob = 0.6  # share of the scene's brightness the camera's metering cancels
     exposure_ev: Range = [-1.0, 1.0]
     white_balance: Range = [-0.15, 0.15]
-    noise_std: Range = [0.0, 0.04]
+    max_gain_ev: Range = [3.0, 7.0]  # the camera's exposure limit: how far it can brighten a dark scene
+    # Camera styles (components/vision/camera.py) training images are drawn in; unseen_style is
+    # held out: unseen_style_images more scenes in it form the split test_unseen_style.
+    styles: list[Literal["phone", "dslr", "webcam", "film", "painted"]] = Field(
+        ["phone", "dslr", "webcam", "film"], min_length=1)
+    unseen_style: Literal["phone", "dslr", "webcam", "film", "painted"] = "painted"
+    unseen_style_images: Annotated[int, Field(ge=0, le=1_000_000)] = 1000
 
     @model_validator(mode="after")
     def _ranges(self):
-        for name in ("elevation_deg", "exposure_ev", "white_balance", "noise_std"):
+        for name in ("elevation_deg", "exposure_ev", "white_balance", "max_gain_ev"):
             _ordered(name, getattr(self, name))
-        if self.noise_std[0] < 0:
-            raise ValueError("noise_std must be >= 0")
+        if self.unseen_style in self.styles:
+            raise ValueError(f"unseen_style {self.unseen_style!r} is one of styles: training would see it")
         return self
 
 
@@ -335,12 +341,12 @@ class DayNightLabels(Section):
 class DayNightValidation(Section):
     min_night_share: Prob = 0.4
     max_night_share: Prob = 0.6
-    min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
+    min_pixel_std: float = Field(1.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
     min_user_image_side: Annotated[int, Field(ge=1, le=4096)] = 16
 
 
 class DayNightModel(Section):
-    kind: Literal["mlp", "cnn"] = "mlp"
+    kind: Literal["mlp", "cnn", "efficientnet_lite0"] = "mlp"
     depth: Annotated[int, Field(ge=1, le=4)] = 1  # hidden layers of the MLP
     width: Annotated[int, Field(ge=1, le=4096)] = 32  # units per hidden layer (MLP)
     activation: Literal["relu", "leaky_relu", "tanh", "sigmoid"] = "relu"
@@ -348,6 +354,19 @@ class DayNightModel(Section):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     cnn_channels: list[Annotated[int, Field(ge=1, le=512)]] = Field([16, 32, 64], min_length=1, max_length=5)
     backend: Literal["torch", "numpy"] = "torch"  # numpy: the from-scratch network trains the MLP
+    backbone_input: Annotated[int, Field(ge=32, le=512)] = 64  # efficientnet_lite0: side fed to the backbone
+
+
+class DayNightAugment(Section):
+    """day_night.train.augment: photometric augmentation of training batches (components/vision/augment.py)."""
+    enabled: bool = False
+    colour: float = Field(0.15, ge=0.0, le=2.0)  # per-channel gain and saturation, log2 std
+    exposure_ev: float = Field(0.4, ge=0.0, le=4.0)  # brightness shift, +- stops
+    gamma: float = Field(0.2, ge=0.0, le=2.0)  # exponent exp(U(-gamma, gamma))
+    noise: float = Field(0.03, ge=0.0, le=0.5)  # Gaussian noise std at most, share of full scale
+    blur: Prob = 0.3  # chance of a 3x3 box blur
+    cutouts: Annotated[int, Field(ge=0, le=10)] = 2  # rectangles of flat grey, at most, per image
+    p: Prob = 0.8  # chance an image is augmented at all
 
 
 class DayNightTrain(Section):
@@ -360,11 +379,12 @@ class DayNightTrain(Section):
     patience: Annotated[int, Field(ge=1, le=100)] = 6
     safety_minutes: float = Field(30.0, gt=0.0)  # past it the stage fails; it never shortens training
     threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core (same count, same model)
+    augment: DayNightAugment = DayNightAugment()
 
 
 class DayNightSpace(Section):
     """The day/night search space: float ranges are [low, high], the rest are choice lists."""
-    kind: list[Literal["mlp", "cnn"]] = Field(["mlp", "cnn"], min_length=1)
+    kind: list[Literal["mlp", "cnn", "efficientnet_lite0"]] = Field(["mlp", "cnn"], min_length=1)
     depth: list[Annotated[int, Field(ge=1, le=4)]] = Field([1, 2, 3, 4], min_length=1)
     width: list[Annotated[int, Field(ge=1, le=4096)]] = Field([32, 64, 128], min_length=1)
     activation: list[Literal["relu", "leaky_relu", "tanh", "sigmoid"]] = Field(["relu", "leaky_relu", "tanh", "sigmoid"],

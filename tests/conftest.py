@@ -81,7 +81,7 @@ TINY = {
 
 
 # A day-night dataset of seconds: every condition appears, the search and training only run.
-DAY_NIGHT_TINY = {"generate": {"images": 240}, "gate": {"images": 200},
+DAY_NIGHT_TINY = {"generate": {"images": 240, "unseen_style_images": 40}, "gate": {"images": 200},
                   "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 64, "val_items": 32,
                            "max_epochs": 1, "grace_epochs": 1},
                   "train": {"max_epochs": 2}}

@@ -13,7 +13,7 @@ from components.config import SceneParams, load_params
 from components.stage_cli import StageError
 from conftest import PROJECT_ROOT
 
-P = load_params(PROJECT_ROOT / "params.yaml").day_night.model_copy(update={"generate": SceneParams(images=240)})
+P = load_params(PROJECT_ROOT / "params.yaml").day_night.model_copy(update={"generate": SceneParams(images=240, unseen_style_images=40)})
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,13 @@ def _save(images, manifest, folder):
 
 def test_generated_dataset_is_balanced_and_passes_validation(dataset, tmp_path):
     manifest = pd.read_csv(dataset / "manifest.csv")
-    assert len(manifest) == 240 and (manifest.label == "night").sum() == 120
-    assert np.load(dataset / "images.npy").shape == (240, 64, 64, 3)
+    seen = manifest[manifest["style"] != "painted"]  # then 40 scenes in the held-out style
+    assert len(manifest) == 280 and len(seen) == 240 and (seen.label == "night").sum() == 120
+    assert np.load(dataset / "images.npy").shape == (280, 64, 64, 3)
     assert (dataset.parent / "report" / "examples.png").stat().st_size > 0
+    assert (dataset.parent / "report" / "styles.png").stat().st_size > 0
     result = validate.run("day-night", "generated", P, dataset, tmp_path / "report")
-    assert result["success"] and result["files"] == 240
+    assert result["success"] and result["files"] == 280
     checks = json.loads((tmp_path / "report" / "result.json").read_text())["checks"]
     assert {"no_duplicates", "not_blank", "label_set", "class_balance", "dtype_uint8"} <= {c["check"] for c in checks}
 
@@ -64,7 +66,7 @@ def test_validation_rejects_wrong_shape_and_unbalanced_data(dataset, tmp_path):
     images, manifest, folder = _copy(dataset, tmp_path)
     keep = manifest.index[manifest.label == "day"].tolist() + manifest.index[manifest.label == "night"].tolist()[:20]
     _save(images[keep][:, :32, :32], manifest.loc[keep], folder)
-    with pytest.raises(StageError, match=r"height .*width .*class_balance \(observed 0\.14"):
+    with pytest.raises(StageError, match=r"height .*width .*class_balance \(observed 0\.12"):
         validate.run("day-night", "generated", P, folder, tmp_path / "report")
 
 
@@ -123,3 +125,26 @@ def test_split_is_stratified_80_20_with_val_from_train(tmp_path):
     assert shares.max() - shares.min() < 0.03
     mix = pd.crosstab(manifest.split, manifest.condition, normalize="index")
     assert (mix.max() - mix.min()).max() < 0.04
+
+
+def test_the_held_out_style_is_all_in_test_unseen_style_and_never_in_train(dataset, tmp_path):
+    counts = split.run("day-night", P, dataset, tmp_path / "split")
+    manifest = pd.read_csv(dataset / "manifest.csv").set_index("image_id")
+    styles = {name: set(manifest.loc[(tmp_path / "split" / f"{name}.txt").read_text().split(), "style"])
+              for name in ("train", "val", "test", "test_unseen_style")}
+    assert styles["test_unseen_style"] == {"painted"} and counts["test_unseen_style"] == 40
+    assert "painted" not in styles["train"] | styles["val"] | styles["test"]
+
+
+def test_the_brightness_baseline_is_reported_next_to_the_model_on_every_split(dataset, tmp_path):
+    from components.tasks.day_night import scoring
+    from components.vision.model import ClassifierConfig, build_classifier
+
+    split.run("day-night", P, dataset, tmp_path / "split")
+    model = build_classifier(ClassifierConfig(kind="cnn", cnn_channels=(4,)), seed=0)
+    table = scoring.compare_with_baseline(model, P, dataset, tmp_path / "split", pd.read_csv(dataset / "manifest.csv"))
+    assert set(table) == {"train", "val", "test", "test_unseen_style"}
+    for row in table.values():
+        assert set(row) == {"model", "brightness"} and row["brightness"]["images"] == row["model"]["images"] > 0
+        assert 0.0 <= row["brightness"]["accuracy"] <= 1.0 and "dusk_dawn" in row["brightness"]["by_condition"]
+    assert table["train"]["brightness"]["accuracy"] > 0.8  # fitted there: the floor is a real one

@@ -1,9 +1,13 @@
 """Procedural 64x64 outdoor scenes for a day-vs-night classifier (CS230's first application).
 
 Scenes are lit, not painted: every light has a radiance in EV (log2 units, 0 = clear midday sky),
-the sky's radiance and colour follow the sun elevation, and a camera (auto-exposure, exposure error,
-night long exposure, white balance, gamma, sensor noise) turns radiance into pixels. So street lights
+the sky's radiance and colour follow the sun elevation, and a camera turns radiance into pixels:
+metering on the scene's own mean brightness, capped by the longest exposure and highest ISO the
+camera allows (so a moonless night stays black, and lamps darken the rest of the frame), exposure
+error, night mode, white balance, then one camera of the image's style (components/vision/camera.py:
+response curve, shot and read noise, JPEG, blur, vignetting, flare, framing). So street lights
 vanish by day and blaze at night for the same reason they do in photos: the exposure gain changes.
+Palettes (sky tints), ground (grass, soil, rock, foliage, road, water, snow) and trees vary per image.
 """
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.vision.camera import STYLES, develop
+
 CONDITIONS = ("day", "night", "dusk_dawn", "overcast_day", "lit_city_night", "long_exposure_night",
               "artificial_light", "hazy")
+GROUNDS = ("grass", "soil", "rock", "foliage", "road", "water", "snow")
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,11 @@ class SceneConfig:
     city_share: float = 0.4
     artificial_light_share: float = 0.3
     haze_share: float = 0.2
-    long_exposure_share: float = 0.3  # of night images: night mode brightens them by up to 1-2.5 EV
+    long_exposure_share: float = 0.1  # of night images: night mode brightens them by up to 0.5-2 EV
     exposure_ev: tuple[float, float] = (-1.0, 1.0)        # auto-exposure error
     white_balance: tuple[float, float] = (-0.15, 0.15)    # EV of red over blue (+ warm, - cool)
-    noise_std: tuple[float, float] = (0.0, 0.04)          # sensor noise, share of full scale
+    max_gain_ev: tuple[float, float] = (3.0, 7.0)          # the camera's exposure limit over a day's gain
+    styles: tuple[str, ...] = ("phone", "dslr", "webcam", "film")  # camera styles, drawn uniformly
     # Share of the scene's brightness the camera's metering cancels: 0 shows the sky's true 14 EV
     # day/night range, 1 makes every sky the same grey. The main difficulty knob.
     auto_exposure: float = 0.6
@@ -42,8 +50,10 @@ class SceneConfig:
         for key, value in asdict(self).items():
             if (key.endswith("_share") or key == "auto_exposure") and not 0.0 <= value <= 1.0:
                 raise ValueError(f"SceneConfig.{key} must be in [0, 1], got {value}")
-            if isinstance(value, tuple) and value[0] > value[1]:
+            if key != "styles" and isinstance(value, tuple) and value[0] > value[1]:
                 raise ValueError(f"SceneConfig.{key} must be (low, high) with low <= high, got {value}")
+        if not self.styles or set(self.styles) - set(STYLES):
+            raise ValueError(f"SceneConfig.styles must be a non-empty subset of {STYLES}, got {self.styles}")
         (low, high), rule, band = self.elevation_range_deg, self.night_below_deg, self.twilight_band_deg
         if not (low < rule - band and rule + band < high and band >= 0 and self.size >= 16):
             raise ValueError(f"SceneConfig: need size >= 16 (got {self.size}) and elevation_range_deg {(low, high)} "
@@ -70,8 +80,12 @@ class SceneSpec:
     exposure_ev: float      # auto-exposure error
     long_exposure_ev: float  # night-mode brightening, 0 when off
     white_balance: float
-    noise_std: float
+    max_gain_ev: float      # exposure limit: the most the camera can brighten a dark scene
     auto_exposure: float
+    style: str              # the camera family, one of camera.STYLES
+    ground: str             # one of GROUNDS
+    trees: int              # tree crowns on the horizon
+    light_pollution: float  # city and lamp glow in the low sky, x the usual
 
 
 def label_for(sun_elevation_deg: float, cfg: SceneConfig) -> str:
@@ -93,7 +107,7 @@ def sample_spec(rng: np.random.Generator, cfg: SceneConfig, night: bool) -> Scen
     haze = rng.uniform(0.2, 0.6) if rng.random() < cfg.haze_share else 0.0
     # Night mode brightens in proportion to the darkness it meets: little at the rule, full a band below.
     darkness = float(np.clip((threshold - elev) / band, 0, 1)) if band > 0 else 1.0
-    long_ev = rng.uniform(1.0, 2.5) * darkness if night and rng.random() < cfg.long_exposure_share else 0.0
+    long_ev = rng.uniform(0.5, 2.0) * darkness if night and rng.random() < cfg.long_exposure_share else 0.0
     label = label_for(elev, cfg)
     condition = ("dusk_dawn" if abs(elev - threshold) <= band else  # the hardest aspect comes first
                  "lit_city_night" if label == "night" and city else
@@ -108,8 +122,9 @@ def sample_spec(rng: np.random.Generator, cfg: SceneConfig, night: bool) -> Scen
         street_lights=int(rng.integers(2, 7)) if artificial else 0,
         headlight_pairs=int(rng.integers(0, 3)) if artificial else 0, haze=float(haze),
         moon=bool(rng.random() < 0.4), exposure_ev=rng.uniform(*cfg.exposure_ev), long_exposure_ev=float(long_ev),
-        white_balance=rng.uniform(*cfg.white_balance), noise_std=rng.uniform(*cfg.noise_std),
-        auto_exposure=cfg.auto_exposure)
+        white_balance=rng.uniform(*cfg.white_balance), max_gain_ev=rng.uniform(*cfg.max_gain_ev),
+        auto_exposure=cfg.auto_exposure, style=str(rng.choice(cfg.styles)), ground=str(rng.choice(GROUNDS)),
+        trees=int(rng.integers(0, 6)) if rng.random() < 0.5 else 0, light_pollution=float(rng.uniform(0.2, 1.2)))
 
 
 def sky_ev(elev: np.ndarray | float) -> np.ndarray | float:
@@ -184,6 +199,46 @@ def _lamps(spec, rng, x, y, on_ground, size) -> np.ndarray:
     return lamps
 
 
+_ALBEDO = {"grass": (.12, .2, .06), "soil": (.25, .2, .12), "rock": (.15, .15, .15), "foliage": (.05, .13, .04),
+           "road": (.12, .2, .06), "water": (.02, .03, .04), "snow": (.75, .78, .85)}
+
+
+def _ground(spec, rng, sky, x, y, horizon_y, light, size) -> np.ndarray:
+    """[S, S, 3] radiance of the ground, for every pixel (the caller keeps those below the horizon):
+    textured albedo under `light`; water mirrors the sky; a road runs to a vanishing point."""
+    albedo = np.array(_ALBEDO[spec.ground], np.float32) * np.float32(2.0 ** rng.normal(0, 0.2))
+    cells = 20 if spec.ground in ("foliage", "rock") else 9
+    ground = albedo * light * (0.7 + 0.6 * _smooth_noise(rng, size, cells))[..., None]
+    below = np.clip(y - horizon_y, 0, None)
+    if spec.ground == "water":  # the sky mirrored about the horizon, darkened, with ripples
+        rows = np.clip((2 * horizon_y - y) * size, 0, size - 1).astype(int)
+        mirror = sky[rows, np.arange(size)[None, :]]
+        ripple = 0.6 + 0.3 * _smooth_noise(rng, size, 24)[..., None]
+        ground = ground + 0.5 * mirror * ripple
+    if spec.ground == "road":
+        centre = rng.uniform(0.3, 0.7)
+        half = 0.02 + 0.6 * below  # widens towards the camera
+        road = np.abs(x - centre) < half
+        dashes = (np.abs(x - centre) < 0.004 + 0.03 * below) & ((below * 40 % 2) < 1)
+        asphalt = np.float32(rng.uniform(0.06, 0.12)) * light * np.ones(3, np.float32)
+        ground = np.where(road[..., None], np.where(dashes[..., None], 0.5 * light, asphalt), ground)
+    return ground.astype(np.float32)
+
+
+def _trees(spec, rng, rad, x, y, horizon_y, light, size) -> np.ndarray:
+    """Tree crowns (discs on trunks) standing on the horizon, lit like foliage."""
+    colour = np.array(_ALBEDO["foliage"], np.float32) * light
+    for _ in range(spec.trees):
+        cx, r = rng.uniform(0, 1), rng.uniform(0.04, 0.12)
+        base = float(np.interp(cx, x[0], horizon_y[0]))  # horizon_y is [1, S]
+        cy = base - r - rng.uniform(0.0, 0.05)
+        crown = (x - cx) ** 2 + (y - cy) ** 2 < r**2
+        trunk = (np.abs(x - cx) < 0.01) & (y > cy) & (y < base + 0.02)
+        shade = 0.6 + 0.5 * _smooth_noise(rng, size, 16)[..., None]
+        rad = np.where((crown | trunk)[..., None], colour * shade, rad)
+    return rad
+
+
 def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     """uint8 [size, size, 3] RGB image of `spec`; fine detail comes from `rng`. Works in float32
     radiance (1.0 = clear midday sky), composited back to front: sky, clouds, ground, city, lamps, haze."""
@@ -191,7 +246,9 @@ def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndar
     sky_light = np.float32(2.0**ev)
     cloud_dim = 0.25 if spec.overcast else 1.0   # overcast: the sky 2 EV under the open sky; ground 1 EV
     ambient = sky_light * np.float32(cloud_dim**0.5)
-    zenith, horizon_rgb = _sky_colour(_ZENITH, e), _sky_colour(_HORIZON, e)
+    # Palettes: each image tints its sky a little (a sky model is a family, not one curve).
+    tint = lambda: (2.0 ** rng.normal(0, 0.12, 3)).astype(np.float32)  # noqa: E731
+    zenith, horizon_rgb = _sky_colour(_ZENITH, e) * tint(), _sky_colour(_HORIZON, e) * tint()
     axis = (np.arange(size, dtype=np.float32) + 0.5) / size
     y, x = axis[:, None], axis[None, :]
     hills = np.interp(axis, np.linspace(0, 1, 6), rng.random(6)).astype(np.float32) - 0.5
@@ -213,7 +270,7 @@ def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndar
         lights += 2.0**3 * (_spots(x, y, sx, sy, 1.5, size) > 0.3) + 2.0 * sky_light * _spots(x, y, sx, sy, 5.0, size)
     rad += lights[..., None]
     # Light pollution: cities and lamps light the low sky, and the clouds more, orange.
-    pollution = 2.0**-10 * (3.0 * spec.city + spec.artificial_light) * _SODIUM * np.exp((y - horizon_y) * 4.0)[..., None]
+    pollution = 2.0**-10 * spec.light_pollution * (3.0 * spec.city + spec.artificial_light) * _SODIUM * np.exp((y - horizon_y) * 4.0)[..., None]
 
     # Clouds hide stars, moon and sun; lit white by day, pink at twilight, by city glow at night.
     field = _smooth_noise(rng, size, 5)
@@ -226,11 +283,12 @@ def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndar
     rad += (clouds - rad) * cover[..., None] + pollution
 
     # Ground lit by the sky (and by the sun when up and not behind overcast), textured.
-    albedo = np.array([[.12, .2, .06], [.25, .2, .12], [.15, .15, .15]], np.float32)[rng.integers(0, 3)]
     sun_direct = 1.5 * max(np.sin(np.radians(e)), 0.0) * (0.2 if spec.overcast else 1.0)
-    ground = (albedo * ambient * (0.6 + sun_direct)) * (0.7 + 0.6 * _smooth_noise(rng, size, 9))[..., None]
     on_ground = y >= horizon_y
+    ground = _ground(spec, rng, rad, x, y, horizon_y, ambient * (0.6 + sun_direct), size)
     rad = np.where(on_ground[..., None], ground, rad)
+    if spec.trees:
+        rad = _trees(spec, rng, rad, x, y, horizon_y, ambient * (0.6 + sun_direct), size)
     if spec.city:
         building, facades = _city(spec, rng, y, horizon_y, ambient, sun_direct, zenith, size)
         rad = np.where(building[..., None], facades, rad)
@@ -240,15 +298,14 @@ def render(spec: SceneSpec, rng: np.random.Generator, size: int = 64) -> np.ndar
         veil = spec.haze * np.exp(np.abs(y - horizon_y) * -4.0)[..., None]
         rad += (horizon_rgb * (sky_light * cloud_dim * 1.2) - rad) * veil
 
-    # Camera: metering cancels part of the scene's brightness; then exposure error, night mode, white
-    # balance and gamma 2 (near sRGB's 2.2, and sqrt is far cheaper than pow). Sensor noise grows
-    # with the gain, as high-ISO night shots do.
-    gain_ev = -1.0 - spec.auto_exposure * (ev + np.log2(cloud_dim)) + spec.exposure_ev + spec.long_exposure_ev
-    scale = (2.0**gain_ev * 2.0 ** np.array([spec.white_balance, 0.0, -spec.white_balance])).astype(np.float32)
-    image = np.sqrt(np.clip(rad * scale, 0, 1))
-    noise_std = spec.noise_std * (1 + 0.15 * max(gain_ev + 1, 0))
-    image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(noise_std)
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    # Camera: metering cancels part of the scene's measured brightness (highlights clipped, so the sun
+    # does not black out a day), up to the camera's exposure limit; then exposure error, night mode
+    # (a longer exposure past the limit) and white balance; the style's camera develops the rest.
+    metered = float(np.log2(np.clip(rad @ _LUMA, 0, 2).mean() + 2.0**-16) + 1.0)  # 0 for a clear day
+    gain_ev = min(-1.0 - spec.auto_exposure * metered, -1.0 + spec.max_gain_ev)
+    gain_ev += spec.exposure_ev + spec.long_exposure_ev
+    balance = (2.0 ** np.array([spec.white_balance, 0.0, -spec.white_balance])).astype(np.float32)
+    return develop(rad * balance, gain_ev, spec.style, rng)
 
 
 def generate(cfg: SceneConfig, seed: int, n: int, first: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
@@ -266,11 +323,13 @@ def generate(cfg: SceneConfig, seed: int, n: int, first: int = 0) -> tuple[np.nd
     return images, pd.DataFrame(rows)
 
 
-def contact_sheet(images: np.ndarray, frame: pd.DataFrame, path: Path, n: int = 48) -> None:
-    """A grid of up to n images, taken from each condition in turn so every hard case shows."""
+def contact_sheet(images: np.ndarray, frame: pd.DataFrame, path: Path, n: int = 48, by: str = "condition") -> None:
+    """A grid of up to n images, taken from each group of `by` (condition, style) in turn so every
+    hard case shows; day and night alternate within a group."""
     from matplotlib.figure import Figure
 
-    by_condition = [list(g.index) for _, g in frame.groupby("condition", sort=True)]
+    by_condition = [list(g.sort_values("label", kind="stable").groupby("label").cumcount().sort_values(kind="stable").index)
+                    for _, g in frame.groupby(by, sort=True)]
     picks = [ids[k] for k in range(max(map(len, by_condition), default=0)) for ids in by_condition if k < len(ids)][:n]
     cols = min(8, max(len(picks), 1))
     rows = max(1, -(-len(picks) // cols))
@@ -282,6 +341,7 @@ def contact_sheet(images: np.ndarray, frame: pd.DataFrame, path: Path, n: int = 
         row = frame.loc[index]
         ax.imshow(images[frame.index.get_loc(index)], interpolation="nearest")
         elevation = "" if pd.isna(row["sun_elevation_deg"]) else f" {row['sun_elevation_deg']:+.1f}\u00b0"
-        ax.set_title(f"{row['label']}{elevation}\n{row['condition']}", fontsize=7)
+        style = f" {row['style']}" if by == "style" else ""
+        ax.set_title(f"{row['label']}{elevation}{style}\n{row['condition']}", fontsize=7)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -6,6 +6,11 @@ either way the result is saved, evaluated and served as the same torch model. Bo
 the same objective with the same update rules, see every epoch in the same shuffled order, and differ
 only in dropout masks and float rounding (and momentum's first step, see _torch_optimizer).
 
+Photometric augmentation (components/vision/augment.py), when configured, redraws every batch of
+every epoch. A pretrained (frozen) backbone trained without augmentation computes the features of
+the fixed train and val images once and trains only the head on them; with augmentation every
+batch goes through the backbone, which costs ~2.5 ms an image on 2 cores.
+
 Domain code only: `fit` reports each epoch through `on_epoch` and prints nothing.
 """
 from __future__ import annotations
@@ -24,7 +29,8 @@ from torch import nn
 
 from components.errors import check_safety_stop
 from components.vision import numpy_net
-from components.vision.model import DayNightClassifier, numpy_params, set_numpy_params
+from components.vision.augment import AugmentConfig, augment
+from components.vision.model import PRETRAINED_KINDS, DayNightClassifier, numpy_params, set_numpy_params
 
 OPTIMIZERS = numpy_net.OPTIMIZERS
 BACKENDS = ("torch", "numpy")
@@ -51,6 +57,7 @@ class TrainConfig:
     # OpenMP threads stall badly when another process holds the cores.
     threads: int = 1
     backend: str = "torch"  # "numpy" only for kind mlp
+    augment: AugmentConfig | None = None  # photometric augmentation of every training batch; None: off
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -63,6 +70,8 @@ class TrainConfig:
             raise ValueError("lr and safety_minutes must be > 0")
         if self.weight_decay < 0 or self.lr_decay < 0:
             raise ValueError("weight_decay and lr_decay must be >= 0")
+        if isinstance(self.augment, dict):  # from_dict / JSON
+            object.__setattr__(self, "augment", AugmentConfig(**self.augment))
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -104,12 +113,40 @@ def _torch_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.Adam(groups, lr=cfg.lr, betas=(numpy_net.BETA1, numpy_net.BETA2), eps=numpy_net.EPSILON)
 
 
+def _batch(x: np.ndarray, idx: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
+    return x[idx] if cfg.augment is None else augment(x[idx], rng, cfg.augment)
+
+
+class _HeadOnly(nn.Module):
+    """A pretrained kind's head, trained on cached backbone features [N, 1280] instead of images."""
+
+    def __init__(self, model: DayNightClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.head_logits(features)
+
+    def predict_logits(self, features: np.ndarray, batch_size: int) -> np.ndarray:
+        self.eval()
+        with torch.inference_mode():
+            return self(torch.from_numpy(np.ascontiguousarray(features))).double().numpy()
+
+
+def backbone_features(model: DayNightClassifier, images: np.ndarray) -> np.ndarray:
+    """float32 [N, 1280] frozen features of uint8 images, in inference batches."""
+    with torch.inference_mode():
+        return np.concatenate([model.features(torch.from_numpy(np.require(images[i:i + EVAL_BATCH], requirements=["C", "W"])))
+                               .numpy() for i in range(0, len(images), EVAL_BATCH)])
+
+
 class _TorchBackend:
-    def __init__(self, model: DayNightClassifier, cfg: TrainConfig):
+    def __init__(self, model: nn.Module, cfg: TrainConfig):
         self.model, self.cfg = model, cfg
         self.opt = _torch_optimizer(model, cfg)
         self.loss_fn = nn.BCEWithLogitsLoss()
         torch.manual_seed(cfg.seed)  # dropout masks
+        self.rng = np.random.default_rng([cfg.seed, 2])  # augmentation
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> float:
         self.model.train()
@@ -117,7 +154,7 @@ class _TorchBackend:
         for i in range(0, len(order), self.cfg.batch_size):
             idx = order[i: i + self.cfg.batch_size]
             self.opt.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+            loss = self.loss_fn(self.model(torch.from_numpy(_batch(x, idx, self.rng, self.cfg))), torch.from_numpy(y[idx]))
             loss.backward()
             self.opt.step()
             total += loss.item() * len(idx)
@@ -146,12 +183,13 @@ class _NumpyBackend:
         self.opt = numpy_net.Optimizer(cfg.optimizer, cfg.lr, self.params)
         self.keep_prob = 1.0 - model.cfg.dropout
         self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks
+        self.augment_rng = np.random.default_rng([cfg.seed, 2])
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> float:
         act, total = self.model.cfg.activation, 0.0
         for i in range(0, len(order), self.cfg.batch_size):
             idx = order[i: i + self.cfg.batch_size]
-            X, Y = numpy_net.images_to_columns(x[idx]), y[idx].reshape(1, -1)
+            X, Y = numpy_net.images_to_columns(_batch(x, idx, self.augment_rng, self.cfg)), y[idx].reshape(1, -1)
             AL, caches = numpy_net.forward(X, self.params, act, self.keep_prob, self.rng)
             total += numpy_net.cost(caches[-1].Z, Y) * len(idx)  # reported loss: BCE only, as torch's
             grads = numpy_net.backward(AL, Y, caches, self.params, act,
@@ -203,7 +241,11 @@ def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainCon
     torch.set_num_threads(cfg.threads)
     try:
         with threadpool_limits(limits=cfg.threads):
-            backend = (_TorchBackend if cfg.backend == "torch" else _NumpyBackend)(model, cfg)
+            cached = model.cfg.kind in PRETRAINED_KINDS and cfg.augment is None
+            if cached:  # the frozen backbone sees each fixed image once
+                train_x, val_x = backbone_features(model, train_x), backbone_features(model, val_x)
+            backend = _TorchBackend(_HeadOnly(model), cfg) if cached else \
+                (_TorchBackend if cfg.backend == "torch" else _NumpyBackend)(model, cfg)
             shuffle = np.random.default_rng(cfg.seed)
             result, best, stale = TrainResult(threads=cfg.threads), backend.snapshot(), 0
             for epoch in range(1, cfg.max_epochs + 1):

@@ -79,17 +79,23 @@ def generated_tables(p: DayNightParams, data_dir: Path, workers: int = 0) -> lis
 # --------------------------------------------------------------------------------- split
 
 ID_COLUMN = "image_id"
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "test_unseen_style")
+HARD_CASES = ("lit_city_night", "overcast_day", "dusk_dawn")  # reported per condition, model and baseline
 
 
 def assign_splits(manifest: pd.DataFrame, p: DayNightParams) -> pd.Series:
     """Stratified by label and scene condition (each hard case in every split in proportion),
-    grouped by the pixels' hash so identical images never straddle two splits."""
+    grouped by the pixels' hash so identical images never straddle two splits. Every image of
+    the held-out style (generate.unseen_style) is test_unseen_style: training never sees it."""
     from components.split import deal_folds
 
-    strata = manifest["label"] + "|" + manifest["condition"].astype(str)
-    return deal_folds(strata, manifest["sha256"], {"train": p.split.train, "val": p.split.val, "test": p.split.test},
-                      p.seed)
+    unseen = manifest["style"].eq(p.generate.unseen_style) if "style" in manifest else pd.Series(False, manifest.index)
+    seen = manifest[~unseen]
+    strata = seen["label"] + "|" + seen["condition"].astype(str)
+    split = pd.Series("test_unseen_style", index=manifest.index)
+    split[seen.index] = deal_folds(strata, seen["sha256"], {"train": p.split.train, "val": p.split.val,
+                                                            "test": p.split.test}, p.seed)
+    return split
 
 
 def describe_split(rows: pd.DataFrame) -> dict:

@@ -18,8 +18,8 @@ TRAIN_KEYS = ("optimizer", "lr", "batch_size", "weight_decay")
 def trial_code() -> tuple[Path, ...]:
     """The code that decides a trial's result: a change to it starts a new study."""
     from components.tasks.day_night import data
-    from components.vision import model, numpy_net, training
-    return (*(Path(m.__file__) for m in (model, numpy_net, training, data)), Path(__file__))
+    from components.vision import augment, backbone, model, numpy_net, training
+    return (*(Path(m.__file__) for m in (model, backbone, numpy_net, training, augment, data)), Path(__file__))
 
 
 def search_space(space) -> dict:
@@ -49,7 +49,7 @@ def build(p: DayNightParams, model_overrides: dict | None = None):
     m = {**p.model.model_dump(), **(model_overrides or {})}
     cfg = ClassifierConfig(kind=m["kind"], hidden=(m["width"],) * m["depth"], activation=m["activation"],
                            init=m["init"], dropout=m["dropout"], cnn_channels=tuple(m["cnn_channels"]),
-                           image_size=p.image_size)
+                           image_size=p.image_size, backbone_input=m["backbone_input"])
     return build_classifier(cfg, seed=p.seed)
 
 
@@ -57,8 +57,12 @@ def train_config(p: DayNightParams, kind: str, overrides: dict | None = None):
     """The numpy backend trains MLPs; a tuned CNN trains with torch whatever model.backend says."""
     from components.vision.training import TrainConfig
 
+    from components.vision.augment import AugmentConfig
+
     t = {**p.train.model_dump(), **(overrides or {})}
     threads = t.pop("threads") or len(os.sched_getaffinity(0))
+    a = t.pop("augment")
+    t["augment"] = AugmentConfig(**{k: v for k, v in a.items() if k != "enabled"}) if a["enabled"] else None
     return TrainConfig(**t, seed=p.seed, threads=threads, backend=p.model.backend if kind == "mlp" else "torch")
 
 

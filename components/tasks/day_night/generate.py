@@ -1,18 +1,22 @@
 """The day-night dataset of 64x64 RGB images, for the generate stage (components/generate.py, DESIGN §5).
 
 - synthetic: `generate.images` procedural outdoor scenes (components/vision/scenes.py),
-  half day and half night by default, with the notes' hard cases; deterministic by seed,
-  labelled by `labels.night_below_deg`.
+  half day and half night by default, with the notes' hard cases, in the camera styles of
+  `generate.styles`; then `generate.unseen_style_images` more in `generate.unseen_style`
+  (style column of the manifest), which the split holds out as test_unseen_style;
+  deterministic by seed, labelled by `labels.night_below_deg`.
 - user: every image under data/raw/day_night/{day,night}/, center-cropped and resized to
   64x64, labelled by its folder. The validate_raw stage has already reported any file
   that is not a readable image in a day/ or night/ folder; none is dropped here.
 `generate.source: auto` takes the user's images when that folder holds any.
 Outputs: data/day_night/generated/{images.npy (uint8 [N, 64, 64, 3]), manifest.csv (one row
-per image: image_id, label, source, file, condition, sha256, scene facts)} and
-reports/day_night/generate/{examples.png (a contact sheet), summary.json}.
+per image: image_id, label, source, file, condition, style, sha256, scene facts)} and
+reports/day_night/generate/{examples.png (a contact sheet by condition), styles.png (by
+style, the held-out one included), summary.json}.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -27,6 +31,10 @@ from components.stage_cli import StageError, staged_output
 from components.vision import scenes
 from components.vision.images import LABELS, find_user_images, load_image
 
+# Held-out-style scenes are the renderer's images 5 x 10^8.. (a dataset holds at most 10^6,
+# the gate's start at 10^9), so they share no random stream with a training image.
+UNSEEN_FIRST_IMAGE = 5 * 10**8
+
 
 def scene_config(p: DayNightParams) -> scenes.SceneConfig:
     g = p.generate
@@ -37,7 +45,8 @@ def scene_config(p: DayNightParams) -> scenes.SceneConfig:
             elevation_range_deg=tuple(g.elevation_deg), overcast_share=g.overcast_share, city_share=g.city_share,
             artificial_light_share=g.artificial_light_share, haze_share=g.haze_share,
             long_exposure_share=g.long_exposure_share, auto_exposure=g.auto_exposure,
-            exposure_ev=tuple(g.exposure_ev), white_balance=tuple(g.white_balance), noise_std=tuple(g.noise_std))
+            exposure_ev=tuple(g.exposure_ev), white_balance=tuple(g.white_balance),
+            max_gain_ev=tuple(g.max_gain_ev), styles=tuple(g.styles))
     except ValueError as exc:  # a combination params validation cannot see (the twilight band vs the range)
         raise StageError(f"params.yaml: day_night.generate: {exc}") from None
 
@@ -63,7 +72,12 @@ def run(p: DayNightParams, raw_dir: Path, out_dir: Path, report_dir: Path) -> di
             raise StageError(f"{raw_dir}: generate.source is user but there are no images in day/ or night/")
         images, frame = user_dataset(raw_dir, p.image_size)
     else:
-        images, frame = scenes.generate(scene_config(p), p.seed, p.generate.images)
+        cfg, g = scene_config(p), p.generate
+        images, frame = scenes.generate(cfg, p.seed, g.images)
+        if g.unseen_style_images:
+            held_out = dataclasses.replace(cfg, styles=(g.unseen_style,))
+            more, more_frame = scenes.generate(held_out, p.seed, g.unseen_style_images, first=UNSEEN_FIRST_IMAGE)
+            images, frame = np.concatenate([images, more]), pd.concat([frame, more_frame], ignore_index=True)
         frame.insert(3, "file", "")
     frame.insert(2, "source", source)
     frame.insert(3, "sha256", [hashlib.sha256(image.tobytes()).hexdigest() for image in images])
@@ -71,11 +85,16 @@ def run(p: DayNightParams, raw_dir: Path, out_dir: Path, report_dir: Path) -> di
         np.save(tmp_out / "images.npy", images)
         frame.to_csv(tmp_out / "manifest.csv", index=False)
         scenes.contact_sheet(images, frame, tmp_report / "examples.png")
+        if "style" in frame:
+            scenes.contact_sheet(images, frame, tmp_report / "styles.png", by="style")
         summary = {"images": len(frame), "source": source, "night_share": round(float((frame.label == "night").mean()), 4),
-                   **{f"condition_{k}": int(v) for k, v in frame["condition"].value_counts().sort_index().items()}}
+                   **{f"condition_{k}": int(v) for k, v in frame["condition"].value_counts().sort_index().items()},
+                   **({f"style_{k}": int(v) for k, v in frame["style"].value_counts().sort_index().items()}
+                      if "style" in frame else {})}
         (tmp_report / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     seconds = time.perf_counter() - started
-    tracking.log_artifacts([report_dir / "examples.png", report_dir / "summary.json"], "generate")
+    tracking.log_artifacts([path for path in (report_dir / "examples.png", report_dir / "styles.png",
+                                              report_dir / "summary.json") if path.is_file()], "generate")
     tracking.log_metrics({"generate.images": len(frame), "generate.seconds": seconds})
     return {**summary, "seconds": round(seconds, 1), "images_per_second": round(len(frame) / seconds, 1)}
 

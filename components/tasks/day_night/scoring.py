@@ -8,7 +8,7 @@ import pandas as pd
 
 from components.config import DayNightParams
 from components.gate import GateDecision, difference_interval, gate_decision
-from components.tasks.day_night.data import load_dataset, split_arrays
+from components.tasks.day_night.data import HARD_CASES, SPLITS, load_dataset, split_arrays
 
 # ------------------------------------------------------------------------------ evaluate
 
@@ -21,7 +21,10 @@ def evaluate(p: DayNightParams, data_dir: Path, split_dir: Path, model_path: Pat
     test: accuracy, ROC AUC, precision/recall/F1, log loss, Brier score, ECE before and after
     calibration, the confusion matrix, figures by scene condition, and the plots:
     reliability.png, pr_threshold.png, roc.png, confusion.png, errors.png (the most confident
-    mistakes) and predictions.csv (one row per test image, for `dvc plots`)."""
+    mistakes) and predictions.csv (one row per test image, for `dvc plots`). On every split
+    (train, val, test, test_unseen_style) the model next to the brightness baseline (a
+    mean-brightness threshold fitted on train), with the hard cases per condition:
+    metrics["splits"] and splits.csv."""
     from components.split import read_split
     from components.vision import evaluation as ev
     from components.vision import figures
@@ -50,6 +53,17 @@ def evaluate(p: DayNightParams, data_dir: Path, split_dir: Path, model_path: Pat
                 "temperature": metrics["temperature"],
                 "worst_condition_accuracy": min(g["accuracy"] for g in metrics["test_by_condition"].values())}
 
+    splits = compare_with_baseline(model, p, data_dir, split_dir, manifest)
+    metrics["splits"] = splits
+    unseen = splits.get("test_unseen_style")
+    headline.update({
+        "accuracy_unseen_style": unseen["model"]["accuracy"] if unseen else None,
+        "brightness_accuracy_test": splits["test"]["brightness"]["accuracy"],
+        "brightness_accuracy_unseen_style": unseen["brightness"]["accuracy"] if unseen else None,
+        "worst_margin_over_brightness": min(s["model"]["accuracy"] - s["brightness"]["accuracy"] for s in splits.values())})
+    pd.DataFrame([{"split": name, "model": who, **{k: v for k, v in row.items() if k != "by_condition"},
+                   **{f"accuracy_{c}": row["by_condition"].get(c) for c in HARD_CASES}}
+                  for name, both in splits.items() for who, row in both.items()]).to_csv(out / "splits.csv", index=False)
     save_classifier(model, evaluated_out)
     predicted = np.where(p_test >= e.threshold, "night", "day")
     pd.DataFrame({"image_id": test_ids, "actual": np.where(test_y == 1, "night", "day"), "predicted": predicted,
@@ -62,6 +76,36 @@ def evaluate(p: DayNightParams, data_dir: Path, split_dir: Path, model_path: Pat
     figures.plot_gallery(test_x[worst], [f"is {'night' if test_y[i] else 'day'}: P(night) {p_test[i]:.2f}, {condition[i]}"
                                          for i in worst], out / "errors.png")
     return headline, metrics
+
+
+def compare_with_baseline(model, p: DayNightParams, data_dir: Path, split_dir: Path, manifest: pd.DataFrame) -> dict:
+    """Per split: {"model": figures, "brightness": figures}, each accuracy, ROC AUC, ECE, images
+    and by_condition (the hard cases' accuracy); the baseline's threshold is fitted on train.
+    An empty split (no held-out style for user photos) is left out."""
+    from components.split import read_split
+    from components.vision import brightness
+    from components.vision import evaluation as ev
+
+    e, conditions = p.evaluation, manifest.set_index("image_id")["condition"]
+    cut = brightness.fit_threshold(*split_arrays(data_dir, read_split(split_dir, "train")))
+
+    def row(y, prob, condition) -> dict:
+        m = ev.classification_metrics(y, prob, e.threshold, e.ece_bins)
+        groups = ev.metrics_by_group(y, prob, condition, e.threshold, e.ece_bins)
+        return {"images": len(y), "accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "ece": m["ece"],
+                "by_condition": {c: groups[c]["accuracy"] for c in HARD_CASES if c in groups}}
+
+    out = {}
+    for name in SPLITS:
+        ids = read_split(split_dir, name)
+        if not ids:
+            continue
+        x, y = split_arrays(data_dir, ids)
+        condition = conditions.loc[ids].to_numpy()
+        out[name] = {"model": row(y, model.predict_proba(x), condition),
+                     "brightness": row(y, brightness.p_night(x, cut), condition)}
+        out[name]["brightness"]["threshold_brightness"] = round(cut, 3)
+    return out
 
 
 # ------------------------------------------------------------------------------ register
