@@ -418,6 +418,79 @@ class DayNightParams(Section):
         return self
 
 
+# ------------------------------------------------------------------------------ style transfer
+
+class StyleLayers(Section):
+    """One feature network's content layer and style layers with their weights w_l."""
+    content: str = Field(min_length=1)
+    style: dict[str, Annotated[float, Field(ge=0.0)]] = Field(min_length=1)
+
+
+class StyleNetworkLayers(Section):
+    vgg16: StyleLayers = StyleLayers(content="relu3_3", style={"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0,
+                                                               "relu4_1": 1.0})
+    efficientnet_lite0: StyleLayers = StyleLayers(content="block4", style={"stem": 1.0, "block1": 1.0, "block4": 1.0,
+                                                                           "block7": 1.0})
+    random: StyleLayers = StyleLayers(content="k3", style={"k3": 1.0, "k5": 1.0, "k9": 1.0, "k15": 1.0})
+
+
+class StyleLoss(Section):
+    """alpha, beta and the total-variation weight of the relative perceptual loss (components/style/perceptual.py)."""
+    content_weight: float = Field(1.0, ge=0.0)  # alpha
+    style_weight: float = Field(10.0, ge=0.0)  # beta
+    tv_weight: float = Field(0.0, ge=0.0)
+
+
+class StyleGatys(Section):
+    steps: Annotated[int, Field(ge=1, le=10_000)] = 40  # loss evaluations (L-BFGS: one per step)
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    init: Literal["content", "noise"] = "content"
+    lbfgs_lr: float = Field(1.0, gt=0.0)
+    adam_lr: float = Field(0.02, gt=0.0)
+
+
+class StyleData(Section):
+    styles: list[Literal["swirl", "mosaic", "woodcut"]] = Field(["swirl", "mosaic", "woodcut"], min_length=1)
+    content_images: Annotated[int, Field(ge=10, le=100_000)] = 60  # rendered scenes, without user photos
+    min_side: Annotated[int, Field(ge=16, le=4096)] = 64  # smaller user images are refused
+    min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
+
+
+class StyleFast(Section):
+    """The feed-forward transformation network (Johnson et al. 2016) and its training budget."""
+    width: Annotated[int, Field(ge=2, le=128)] = 16  # channels of the first conv; x2, x4 after the downsamplings
+    residual_blocks: Annotated[int, Field(ge=0, le=10)] = 3
+    train_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the training crops (it runs at any size)
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    batch_size: Annotated[int, Field(ge=1, le=64)] = 4
+    lr: float = Field(3e-3, gt=0.0, le=1.0)
+
+
+class StyleTransferParams(Section):
+    seed: int = 0
+    style: str = ""  # the style this run trains (a style image's stem); "": the first present
+    image_size: Annotated[int, Field(ge=32, le=4096)] = 256  # side of images stylised (square, centre-cropped)
+    max_size: Annotated[int, Field(ge=32, le=4096)] = 1024  # largest --size accepted
+    features: Literal["vgg16", "efficientnet_lite0", "random"] = "vgg16"
+    pooling: Literal["max", "avg"] = "avg"
+    score_features: Literal["vgg16", "efficientnet_lite0", "random"] = "efficientnet_lite0"  # evaluation only
+    layers: StyleNetworkLayers = StyleNetworkLayers()
+    loss: StyleLoss = StyleLoss()
+    gatys: StyleGatys = StyleGatys()
+    data: StyleData = StyleData()
+    split: Shares = Shares(train=0.7, val=0.15, test=0.15)
+    fast: StyleFast = StyleFast()
+
+    @model_validator(mode="after")
+    def _independent_scoring(self):
+        if self.score_features == self.features:
+            raise ValueError(f"score_features must differ from features ({self.features!r}): "
+                             "the evaluation must not be the training loss grading itself")
+        if self.image_size > self.max_size:
+            raise ValueError(f"image_size {self.image_size} is over max_size {self.max_size}")
+        return self
+
+
 class ServeParams(Section):
     """`cs230 serve`: where it listens and what it accepts (params.yaml explains each key)."""
     host: str = Field("127.0.0.1", min_length=1)
@@ -437,6 +510,7 @@ class ServeParams(Section):
 class Params(Section):
     trigger_word: TriggerWordParams
     day_night: DayNightParams = DayNightParams()
+    style_transfer: StyleTransferParams = StyleTransferParams()
     serve: ServeParams = ServeParams()
 
 

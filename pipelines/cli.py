@@ -230,6 +230,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_stylize(args: argparse.Namespace) -> int:
+    """Gatys, or a registered fast network (DESIGN §5): one JSON line; exit 2 on bad input."""
+    from components.stylize import run
+
+    return run(args, args.invocation_dir)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """The on-device build (DESIGN §6): the stage components/export.py, with user paths taken from
     where the command was run. Exit 2: no model, bad params or data."""
@@ -381,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--model", metavar="URI", help="MLflow model URI or saved classifier file/folder "
                           "(default: models:/day-night@champion)")
     classify.set_defaults(handler=cmd_classify, invocation_dir=Path.cwd())
+    stylize = sub.add_parser("stylize", help="paint CONTENT in the style of STYLE (Gatys; --model: a fast network)")
+    from components.stylize import add_arguments as add_stylize_arguments
+
+    add_stylize_arguments(stylize)
+    stylize.set_defaults(handler=cmd_stylize, invocation_dir=Path.cwd())
     export = sub.add_parser("export", help="ONNX build for devices (fp32, int8, pruned, distilled) and its report")
     export.add_argument("--model", metavar="PATH_OR_URI", help="MLflow model URI or saved detector file/folder "
                         "(default: models:/trigger-word-<slug>@champion)")
