@@ -1,6 +1,7 @@
 """Images and fast networks on disk, for style transfer (square RGB tensors in [0, 1])."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,6 @@ def load_fast(path: Path) -> tuple[TransformNet, dict]:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net = TransformNet(**saved["config"])
         net.load_state_dict(saved["state_dict"])
-    except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as exc:
         raise InputError(f"{path}: not a saved style network ({type(exc).__name__})") from None
     return net.eval(), saved.get("meta", {})
