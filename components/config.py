@@ -458,7 +458,7 @@ class StyleData(Section):
 
 class StyleFast(Section):
     """The feed-forward transformation network (Johnson et al. 2016) and its training budget."""
-    width: Annotated[int, Field(ge=2, le=128)] = 16  # channels of the first conv; x2, x4 after the downsamplings
+    width: Annotated[int, Field(ge=2, le=128)] = 8  # channels of the first conv; x2, x4 after the downsamplings
     residual_blocks: Annotated[int, Field(ge=0, le=10)] = 3
     train_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the training crops (it runs at any size)
     epochs: Annotated[int, Field(ge=1, le=1000)] = 30
