@@ -3,7 +3,7 @@ by the from-scratch NumPy network, with test accuracy, ECE and seconds of each.
 
 Reads the generated dataset and split of `cs230 run day-night` (data/day_night/) when there
 is one; on a fresh clone it renders --images scenes (default 2,000) and splits them in a
-scratch folder with the same stages (components/generate_scenes.py, components/split.py).
+scratch folder with the same stages (components/tasks/day_night/generate.py, components/split.py).
 The baseline's params are params.yaml's `day_night.model` and `day_night.train` (the notes'
 defaults), whatever the search chose for the registered model, capped at --epochs.
     python benchmarks/day_night_baseline.py [--backends torch numpy] [--images 2000] [--epochs 10]
@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components import generate_scenes, paths, split  # noqa: E402
+from components import paths, split  # noqa: E402
+from components.tasks.day_night import generate as generate_scenes  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.split import read_split  # noqa: E402
 from components.tasks.day_night import fitting as task  # noqa: E402

@@ -35,7 +35,7 @@ from components.config import apply_overrides, read_raw  # noqa: E402
 def run_once(params: Path, work: Path, cache: Path) -> dict:
     code = (
         "import json, sys; from pathlib import Path; from components.config import load_params; "
-        "from components.generate import run; "
+        "from components.tasks.trigger_word.generate import run; "
         f"p = load_params(Path({str(params)!r})).trigger_word; "
         f"print(json.dumps(run(p, Path('data/raw/backgrounds'), Path({str(work / 'generated')!r}), "
         f"Path({str(work / 'report')!r}), Path({str(cache)!r}))))"

@@ -34,7 +34,8 @@ def trigger_word_params(overrides: list[str]):
 
 def scratch_dataset(clips: int, work: Path) -> tuple[Path, Path]:
     """A small trigger-word dataset and split, made by the pipeline's own stages."""
-    from components import generate, split
+    from components import split
+    from components.tasks.trigger_word import generate
 
     from generate_rate import SMALL_DATASET
 

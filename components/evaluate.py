@@ -6,7 +6,7 @@ classifier calibrates its probabilities on validation and reports accuracy, ROC 
 calibration. The task writes the evaluated model (the trained one with what evaluation
 fixed: threshold, temperature) and its figures; this stage writes metrics.json and logs
 the headline figures and every report file to the pipeline's MLflow run.
-Outputs: models/<pipeline>/<task.EVALUATED_FILE>, reports/<pipeline>/evaluate/.
+Outputs: models/<pipeline>/<task.evaluated_file>, reports/<pipeline>/evaluate/.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         base, models = paths.pipeline_dir(args.pipeline), paths.models_dir(args.pipeline)
         return run(args.pipeline, tasks.params_of(params, args.pipeline), args.data or base / "generated",
                    args.split or base / "split", args.model or models / "model.pt",
-                   args.out or models / tasks.load(args.pipeline).EVALUATED_FILE,
+                   args.out or models / tasks.load(args.pipeline).evaluated_file,
                    args.report or paths.reports_dir(args.pipeline) / "evaluate")
     return stage_main(parser, argv, body)
 

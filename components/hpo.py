@@ -25,14 +25,14 @@ STATUSES = ("completed", "pruned", "failed")
 
 def split_config(config: dict, task) -> dict:
     """A flat trial config -> {"model": model overrides, "train": train overrides}, by the
-    task's MODEL_KEYS and TRAIN_KEYS (where each searched key goes in best_config.json)."""
-    return {"model": {k: config[k] for k in task.MODEL_KEYS}, "train": {k: config[k] for k in task.TRAIN_KEYS}}
+    task's model_keys and train_keys (where each searched key goes in best_config.json)."""
+    return {"model": {k: config[k] for k in task.model_keys}, "train": {k: config[k] for k in task.train_keys}}
 
 
 def params_config(p, task) -> dict:
     """The searched keys at their params.yaml values, shaped like a tuned best config."""
-    return {"model": {k: getattr(p.model, k) for k in task.MODEL_KEYS},
-            "train": {k: getattr(p.train, k) for k in task.TRAIN_KEYS}}
+    return {"model": {k: getattr(p.model, k) for k in task.model_keys},
+            "train": {k: getattr(p.train, k) for k in task.train_keys}}
 
 
 def subset(ids: list[str], n: int, seed: int) -> list[str]:
@@ -60,7 +60,7 @@ class TrialRecord:
     status: str  # one of STATUSES
     epochs: int
     val_loss: float | None  # the ranking loss on the val subset (the task's), best epoch
-    val_score: float | None  # the task's SCORE (e.g. frame F1, accuracy) at that epoch
+    val_score: float | None  # the task's score (e.g. frame F1, accuracy) at that epoch
     best_epoch: int | None
     config: dict  # the sampled value of every searched key
 

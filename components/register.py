@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(params, args):
         return run(args.pipeline, tasks.params_of(params, args.pipeline),
-                   args.model or paths.models_dir(args.pipeline) / tasks.load(args.pipeline).EVALUATED_FILE,
+                   args.model or paths.models_dir(args.pipeline) / tasks.load(args.pipeline).evaluated_file,
                    args.gate_data or paths.pipeline_dir(args.pipeline) / "gate",
                    args.report or paths.reports_dir(args.pipeline) / "register")
     return stage_main(parser, argv, body)

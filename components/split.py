@@ -57,13 +57,13 @@ def run(pipeline: str, p, data_dir: Path, out_dir: Path, summary_path: Path | No
     split = task.assign_splits(manifest, p)
     report: dict[str, dict] = {}
     with staged_output(out_dir) as tmp:
-        for name in task.SPLITS:
+        for name in task.splits:
             rows = manifest[split == name]
-            (tmp / f"{name}.txt").write_text("".join(f"{i}\n" for i in rows[task.ID_COLUMN]))
+            (tmp / f"{name}.txt").write_text("".join(f"{i}\n" for i in rows[task.id_column]))
             report[name] = task.describe_split(rows)
         (tmp / "split_report.json").write_text(json.dumps(report, indent=2) + "\n")
     tracking.log_artifacts([out_dir / "split_report.json"], "split")
-    counts = {name: int((split == name).sum()) for name in task.SPLITS}
+    counts = {name: int((split == name).sum()) for name in task.splits}
     if summary_path is not None:  # the DVC metrics file
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(counts, indent=2) + "\n")

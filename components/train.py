@@ -52,7 +52,7 @@ def run(pipeline: str, p, data_dir: Path, split_dir: Path, best_config: Path | N
 
     def on_epoch(epoch: int, m: dict) -> None:
         print(f"epoch {epoch:2d}  train loss {m['train_loss']:.4f}  val loss {m['val_loss']:.4f}  "
-              f"{task.SCORE} {m[task.SCORE]:.4f}  lr {m['lr']:.2g}  {m['epoch_s']:.1f} s", flush=True)
+              f"{task.score} {m[task.score]:.4f}  lr {m['lr']:.2g}  {m['epoch_s']:.1f} s", flush=True)
         tracking.log_metrics({f"train.{k}": v for k, v in m.items()}, step=epoch)
 
     try:

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,7 @@ def trial(config: dict, ctx: TrialContext) -> None:
 
     def on_epoch(epoch: int, m: dict) -> None:
         if m["val_loss"] < best["val_loss"]:
-            best.update(val_loss=m["val_loss"], val_score=m[task.SCORE], epoch=epoch)
+            best.update(val_loss=m["val_loss"], val_score=m[task.score], epoch=epoch)
         if client:
             now = int(time.time() * 1000)
             client.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in m.items()])
@@ -173,7 +174,7 @@ def run(pipeline: str, p, data_dir: Path, split_dir: Path, out_dir: Path, report
         if not (data_dir / "manifest.csv").is_file():
             raise StageError(f"{data_dir / 'manifest.csv'}: not found; run the generate stage first")
         space = task.search_space(budget.space)
-        code = [Path(__file__), Path(hpo.__file__), Path(task.__file__), *task.TRIAL_CODE]
+        code = [Path(__file__), Path(hpo.__file__), Path(sys.modules[type(task).__module__].__file__), *task.trial_code()]
         name = hpo.study_name(task.study_prefix(p), p, task.trial_identity(p),
                               [data_dir / "manifest.csv", split_dir / "train.txt", split_dir / "val.txt", *code])
         ledger = hpo.Ledger(cache_dir / name / "study.journal", name, space)

@@ -172,12 +172,12 @@ def _write_summary_page(path: Path, result: dict, pages: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__)
     parser.add_argument("suite", choices=["raw", "generated"], help="what to validate")
-    parser.add_argument("--data", type=Path, help="raw: the task's RAW_DIR (default); generated: "
+    parser.add_argument("--data", type=Path, help="raw: the task's raw_dir (default); generated: "
                         "data/<pipeline>/generated (default)")
     parser.add_argument("--report", type=Path, help="report folder (default: reports/<pipeline>/validate_<suite>)")
 
     def body(params, args):
-        data = args.data or (tasks.load(args.pipeline).RAW_DIR if args.suite == "raw"
+        data = args.data or (tasks.load(args.pipeline).raw_dir if args.suite == "raw"
                              else paths.pipeline_dir(args.pipeline) / "generated")
         report = args.report or paths.reports_dir(args.pipeline) / f"validate_{args.suite}"
         return run(args.pipeline, args.suite, tasks.params_of(params, args.pipeline), data, report)

@@ -34,9 +34,25 @@ DAY_NIGHT_TINY = {"generate": {"images": 240}, "gate": {"images": 200},
                   "train": {"max_epochs": 2}}
 
 
+# Per params section: what makes a whole pipeline run in seconds (tests/test_task_contract.py
+# runs every registered pipeline with it). A new pipeline adds its section here.
+CONTRACT_TINY = {
+    "trigger_word": {**TINY, "gate": {"positive_clips": 8, "negative_hours": 0.02},
+                     "tune": {"train_items": 16, "val_items": 8, "max_epochs": 1},
+                     "model": {"conv_filters": 8, "gru_hidden": 16, "gru_layers": 1},
+                     "train": {"max_epochs": 1, "batch_size": 16, "threads": 1}},
+    "day_night": {**DAY_NIGHT_TINY, "gate": {"images": 100}, "train": {"max_epochs": 1, "threads": 1}},
+}
+
+
 def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:
     """params.yaml of the project with `changes` merged into the trigger_word section (and
     `day_night` into the day_night section)."""
+    return write_sections(path, {"trigger_word": changes, "day_night": day_night or {}})
+
+
+def write_sections(path: Path, sections: dict[str, dict]) -> Path:
+    """params.yaml of the project with each of `sections` merged into its params section."""
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 
     def merge(base: dict, extra: dict) -> None:
@@ -46,8 +62,8 @@ def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Pa
             else:
                 base[key] = value
 
-    merge(raw["trigger_word"], changes)
-    merge(raw["day_night"], day_night or {})
+    for section, changes in sections.items():
+        merge(raw[section], changes)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -66,7 +82,7 @@ def tts_cache(tmp_path_factory) -> Path:
 def tiny_dataset(tiny_params_file, tts_cache, tmp_path_factory) -> Path:
     """A real generated dataset (generate stage, tiny config); returns its folder."""
     from components.config import load_params
-    from components.generate import run
+    from components.tasks.trigger_word.generate import run
 
     out = tmp_path_factory.mktemp("dataset")
     params = load_params(tiny_params_file).trigger_word

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from components import generate_scenes, split, validate
+from components import split, validate
+from components.tasks.day_night import generate as generate_scenes
 from components.config import SceneParams, load_params
 from components.stage_cli import StageError
 from conftest import PROJECT_ROOT

@@ -13,8 +13,8 @@ from components import gate_data
 from components.audio import detection as det
 from components.config import load_params
 from components.gate import bootstrap_interval, difference_interval, poisson_interval, wilson_interval
-from components.tasks import day_night as dn_task
-from components.tasks import trigger_word as tw_task
+from components.tasks.day_night import TASK as dn_task
+from components.tasks.trigger_word import TASK as tw_task
 from conftest import DAY_NIGHT_TINY, TINY, write_params
 
 # --------------------------------------------------------------------------- statistics
@@ -114,7 +114,7 @@ def test_trigger_word_gate_set_depends_on_its_seed_only(tmp_path, gate_workdir):
 
 
 def test_trigger_word_gate_renders_are_fresh_voices_even_with_the_training_seed():
-    from components.generate import render_plan
+    from components.tasks.trigger_word.generate import render_plan
     from components.tasks.trigger_word.data import gate_render_plan
 
     p = load_params().trigger_word
@@ -125,7 +125,7 @@ def test_trigger_word_gate_renders_are_fresh_voices_even_with_the_training_seed(
 
 
 def test_day_night_gate_set_depends_on_its_seed_only_and_holds_no_training_image(tmp_path, gate_workdir):
-    from components.generate_scenes import scene_config
+    from components.tasks.day_night.generate import scene_config
     from components.vision import scenes
 
     small = {"gate": {"images": 120}}
@@ -235,7 +235,7 @@ def dn(tmp_path_factory, gate_workdir):
     "trained" (an MLP trained for seconds), "underconfident" (the same weights at 20 times its
     temperature: the same ranking and decisions, but close to 50/50 about everything) and
     "untrained" (its initial weights), the first and the last calibrated on val."""
-    from components.generate_scenes import scene_config
+    from components.tasks.day_night.generate import scene_config
     from components.vision import scenes
     from components.vision.evaluation import fit_temperature
     from components.vision.model import ClassifierConfig, build_classifier

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from components.audio.clips import extended_pulse_labels, place_without_overlap
 from components.config import load_params
-from components.generate import run
+from components.tasks.trigger_word.generate import run
 from conftest import PROJECT_ROOT, TINY, write_params
 
 

@@ -60,7 +60,8 @@ def test_trigger_word_training_on_a_busy_machine_gives_the_same_model_file(toy_s
 @pytest.fixture(scope="module")
 def scenes_split(tmp_path_factory):
     """A tiny rendered day-night dataset and its stratified split, by the real stages."""
-    from components import generate_scenes, split
+    from components import split
+    from components.tasks.day_night import generate as generate_scenes
 
     root = tmp_path_factory.mktemp("scenes")
     p = load_params(write_params(root / "params.yaml", {}, {"generate": {"images": 240}})).day_night

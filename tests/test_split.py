@@ -6,7 +6,7 @@ import pytest
 
 from components.config import load_params
 from components.split import run
-from components.tasks.trigger_word import SPLITS
+from components.tasks.trigger_word.data import SPLITS
 from conftest import PROJECT_ROOT
 
 P = load_params(PROJECT_ROOT / "params.yaml").trigger_word

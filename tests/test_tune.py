@@ -9,7 +9,7 @@ import math
 import pytest
 
 from components import hpo, tune
-from components.tasks import trigger_word as task
+from components.tasks.trigger_word import TASK as task
 from components.config import load_params
 from conftest import write_params
 
@@ -67,7 +67,7 @@ def searched(tiny_dataset, split_dir, tmp_path_factory):
 def test_best_config_is_a_point_of_the_search_space(searched):
     best, rows = searched["runs"][0]["best"], searched["runs"][0]["rows"]
     space = SEARCH["space"]
-    assert set(best["model"]) == set(task.MODEL_KEYS) and set(best["train"]) == set(task.TRAIN_KEYS)
+    assert set(best["model"]) == set(task.model_keys) and set(best["train"]) == set(task.train_keys)
     for key in ("gru_hidden", "gru_layers", "conv_filters"):
         assert best["model"][key] in space[key]
     assert best["train"]["batch_size"] in space["batch_size"]
@@ -95,7 +95,7 @@ def test_one_row_per_trial_with_status_and_epochs(searched):
         assert r["status"] in ("completed", "pruned")
         assert 1 <= int(r["epochs"]) <= SEARCH["max_epochs"]
         assert (r["status"] == "completed") == (int(r["epochs"]) == SEARCH["max_epochs"])
-        assert set(task.MODEL_KEYS + task.TRAIN_KEYS) <= set(r)
+        assert set(task.model_keys + task.train_keys) <= set(r)
     summary = searched["runs"][0]["summary"]
     assert summary["trials"] == 2 and summary["completed"] + summary["pruned"] == 2
     assert not any("second" in k or k.endswith("_s") for k in summary)  # metrics stay deterministic
@@ -110,7 +110,7 @@ def test_each_trial_is_a_child_run_of_the_pipeline_run(searched):
         row = rows[run.info.run_name]
         assert run.info.status == "FINISHED"
         assert run.data.tags["tune.status"] == row["status"]
-        assert set(task.MODEL_KEYS + task.TRAIN_KEYS) <= set(run.data.params)
+        assert set(task.model_keys + task.train_keys) <= set(run.data.params)
         assert float(run.data.params["lr"]) == pytest.approx(float(row["lr"]))
         history = client.get_metric_history(run.info.run_id, "val_loss")
         assert [m.step for m in history] == list(range(1, int(row["epochs"]) + 1))
@@ -135,8 +135,8 @@ def test_zero_trials_passes_the_params_values_on(tmp_path):
     result = tune.run("trigger-word", p, tmp_path / "no-data", tmp_path / "no-split", tmp_path / "out", tmp_path / "report",
                       tmp_path / "cache")
     best = json.loads((tmp_path / "out" / "best_config.json").read_text())
-    assert best["model"] == {k: getattr(p.model, k) for k in task.MODEL_KEYS}
-    assert best["train"] == {k: getattr(p.train, k) for k in task.TRAIN_KEYS}
+    assert best["model"] == {k: getattr(p.model, k) for k in task.model_keys}
+    assert best["train"] == {k: getattr(p.train, k) for k in task.train_keys}
     assert best["val_loss"] is None and result["trials"] == 0
     assert read_rows(tmp_path / "report") == [] and not (tmp_path / "cache").exists()
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from components import generate, validate
+from components import validate
+from components.tasks.trigger_word import generate
 from components.config import load_params
 from components.audio.data_checks import label_pulses_match, wav_is_complete, words_disjoint
 from components.stage_cli import StageError

@@ -119,7 +119,7 @@ def make_gate_data(p: DayNightParams, out_dir: Path) -> dict:
     """The day-night gate set: gate.images scenes rendered with the pipeline's renderer
     settings (generate, labels) from the gate's own seed. Writes images.npy and manifest.csv
     (image_id, sha256, label, condition and the scene facts), as the generate stage does."""
-    from components.generate_scenes import scene_config
+    from components.tasks.day_night.generate import scene_config
     from components.vision import scenes
 
     images, frame = scenes.generate(scene_config(p), p.gate.seed, p.gate.images, first=GATE_FIRST_IMAGE)

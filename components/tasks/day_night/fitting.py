@@ -15,13 +15,11 @@ MODEL_KEYS = ("kind", "depth", "width", "activation", "init", "dropout")
 TRAIN_KEYS = ("optimizer", "lr", "batch_size", "weight_decay")
 
 
-def _trial_code() -> tuple[Path, ...]:
+def trial_code() -> tuple[Path, ...]:
+    """The code that decides a trial's result: a change to it starts a new study."""
     from components.tasks.day_night import data
     from components.vision import model, numpy_net, training
     return (*(Path(m.__file__) for m in (model, numpy_net, training, data)), Path(__file__))
-
-
-TRIAL_CODE = _trial_code()
 
 
 def search_space(space) -> dict:

@@ -1,8 +1,48 @@
-"""The trigger-word pipeline's part of the shared stages (components/tasks/__init__.py): its
-data checks and split rule (data.py), search space and training (fitting.py), event-level
-evaluation and registry gate (scoring.py), each adapting the audio domain code
-(components/audio/) to a stage. Split three ways so that a stage's DVC deps name only the
-code that decides its outputs."""
-from components.tasks import lazy_hooks
+"""The trigger-word pipeline's task (the interface: components/tasks/__init__.py): its data
+generator (generate.py), checks, split rule and gate set (data.py), search space and
+training (fitting.py), event-level evaluation and registry gate (scoring.py), each adapting
+the audio domain code (components/audio/) to a stage. These modules import their heavy
+libraries (torch, GX, MLflow) inside the functions that need them; a stage's DVC deps name
+only the module whose code decides its outputs."""
+from components import paths
+from components.tasks import Task
+from components.tasks.trigger_word import data, fitting, scoring
 
-__getattr__ = lazy_hooks(__name__)
+
+class TriggerWordTask(Task):
+    name, section = "trigger-word", "trigger_word"
+    raw_dir = data.RAW_DIR
+
+    def generate(self, p, raw_dir, out_dir, report_dir):
+        from components.tasks.trigger_word import generate  # the renderers: imported only by the stage that runs them
+        return generate.run(p, raw_dir, out_dir, report_dir, paths.TTS_CACHE_DIR)
+
+    # validate, split, gate_data
+    raw_tables = staticmethod(data.raw_tables)
+    generated_tables = staticmethod(data.generated_tables)
+    id_column, splits = data.ID_COLUMN, data.SPLITS
+    assign_splits = staticmethod(data.assign_splits)
+    describe_split = staticmethod(data.describe_split)
+    make_gate_data = staticmethod(data.make_gate_data)
+    # tune, train
+    score, model_keys, train_keys = fitting.SCORE, fitting.MODEL_KEYS, fitting.TRAIN_KEYS
+    trial_code = staticmethod(fitting.trial_code)
+    search_space = staticmethod(fitting.search_space)
+    study_prefix = staticmethod(fitting.study_prefix)
+    trial_identity = staticmethod(fitting.trial_identity)
+    fit_trial = staticmethod(fitting.fit_trial)
+    fit = staticmethod(fitting.fit)
+    save_model = staticmethod(fitting.save_model)
+    train_summary = staticmethod(fitting.train_summary)
+    # evaluate, register
+    evaluated_file = scoring.EVALUATED_FILE
+    evaluate = staticmethod(scoring.evaluate)
+    registered_name = staticmethod(scoring.registered_name)
+    load_evaluated = staticmethod(scoring.load_evaluated)
+    gate_figures = staticmethod(scoring.gate_figures)
+    decide = staticmethod(scoring.decide)
+    log_model = staticmethod(scoring.log_model)
+    version_tags = staticmethod(scoring.version_tags)
+
+
+TASK = TriggerWordTask()

@@ -156,7 +156,7 @@ def make_gate_data(p: TriggerWordParams, out_dir: Path, cache_dir: Path = paths.
 
     from components.audio.clips import ClipSpec
     from components.audio.speech_bank import GroupLayout, SpeechBank, render_all
-    from components.generate import make_clips, worker_count
+    from components.tasks.trigger_word.generate import make_clips, worker_count
 
     g, jobs = p.gate, gate_render_plan(p)
     bank = SpeechBank(jobs, render_all(jobs, cache_dir, worker_count(p)), GroupLayout(main=1, stream=0))

@@ -12,12 +12,10 @@ MODEL_KEYS = ("conv_filters", "gru_hidden", "gru_layers", "dropout")  # searched
 TRAIN_KEYS = ("lr", "batch_size", "pos_weight")
 
 
-def _trial_code() -> tuple[Path, ...]:
+def trial_code() -> tuple[Path, ...]:
+    """The code that decides a trial's result: a change to it starts a new study."""
     from components.audio import features, model, training
     return (*(Path(m.__file__) for m in (features, model, training)), Path(__file__))
-
-
-TRIAL_CODE = _trial_code()  # code that decides a trial's result: a change to it starts a new study
 
 
 def search_space(space) -> dict:

@@ -1,4 +1,4 @@
-"""Stage `generate` of the day-night pipeline: the 64x64 RGB image dataset (DESIGN §5).
+"""The day-night dataset of 64x64 RGB images, for the generate stage (components/generate.py, DESIGN §5).
 
 - synthetic: `generate.images` procedural outdoor scenes (components/vision/scenes.py),
   half day and half night by default, with the notes' hard cases; deterministic by seed,
@@ -13,7 +13,6 @@ reports/day_night/generate/{examples.png (a contact sheet), summary.json}.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -22,13 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components import paths, tracking
+from components import tracking
 from components.config import DayNightParams
-from components.stage_cli import StageError, stage_main, staged_output
+from components.stage_cli import StageError, staged_output
 from components.vision import scenes
 from components.vision.images import LABELS, find_user_images, load_image
-
-PIPELINE = "day-night"
 
 
 def scene_config(p: DayNightParams) -> scenes.SceneConfig:
@@ -82,14 +79,3 @@ def run(p: DayNightParams, raw_dir: Path, out_dir: Path, report_dir: Path) -> di
     tracking.log_metrics({"generate.images": len(frame), "generate.seconds": seconds})
     return {**summary, "seconds": round(seconds, 1), "images_per_second": round(len(frame) / seconds, 1)}
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw", type=Path, default=paths.RAW_DAY_NIGHT_DIR)
-    parser.add_argument("--out", type=Path, default=paths.pipeline_dir(PIPELINE) / "generated")
-    parser.add_argument("--report", type=Path, default=paths.reports_dir(PIPELINE) / "generate")
-    return stage_main(parser, argv, lambda params, args: run(params.day_night, args.raw, args.out, args.report))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
