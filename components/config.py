@@ -451,19 +451,53 @@ class StyleGatys(Section):
 
 class StyleData(Section):
     styles: list[Literal["swirl", "mosaic", "woodcut"]] = Field(["swirl", "mosaic", "woodcut"], min_length=1)
-    content_images: Annotated[int, Field(ge=10, le=100_000)] = 60  # rendered scenes, without user photos
+    content_images: Annotated[int, Field(ge=6, le=100_000)] = 60  # rendered scenes, without user photos
     min_side: Annotated[int, Field(ge=16, le=4096)] = 64  # smaller user images are refused
     min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
 
 
-class StyleFast(Section):
-    """The feed-forward transformation network (Johnson et al. 2016) and its training budget."""
+class StyleModel(Section):
+    """The feed-forward transformation network (Johnson et al. 2016)."""
     width: Annotated[int, Field(ge=2, le=128)] = 8  # channels of the first conv; x2, x4 after the downsamplings
     residual_blocks: Annotated[int, Field(ge=0, le=10)] = 3
-    train_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the training crops (it runs at any size)
+
+
+class StyleTrain(Section):
+    """Training the fast network: its own loss weights (beta/alpha with alpha 1), and budget."""
+    style_weight: float = Field(30.0, gt=0.0)  # beta of the fast network's loss (alpha = 1)
+    style_scale: float = Field(1.0, gt=0.0)  # style layer l's weight w_l times style_scale**l (l = 0, 1, ...)
+    tv_weight: float = Field(0.0, ge=0.0)
+    lr: float = Field(3e-3, gt=0.0, le=1.0)
+    train_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the training images (it runs at any size)
     epochs: Annotated[int, Field(ge=1, le=1000)] = 30
     batch_size: Annotated[int, Field(ge=1, le=64)] = 4
-    lr: float = Field(3e-3, gt=0.0, le=1.0)
+    threads: Annotated[int, Field(ge=0, le=64)] = 0  # torch threads; 0: every core
+
+
+class StyleSpace(Section):
+    style_weight: Range = [3.0, 300.0]  # log-uniform
+    style_scale: Range = [0.5, 2.0]  # log-uniform
+    tv_weight: Range = [0.0, 1.0]  # uniform
+    lr: Range = [1e-3, 1e-2]  # log-uniform
+    width: list[Annotated[int, Field(ge=2, le=128)]] = Field([4, 8, 16], min_length=1)
+
+
+class StyleTune(TuneBudget):
+    space: StyleSpace = StyleSpace()
+
+
+class StyleEvaluation(Section):
+    images: Annotated[int, Field(ge=1, le=1000)] = 4  # test content images stylised by both methods
+    frontier_weights: list[Annotated[float, Field(gt=0.0)]] = Field([1.0, 10.0, 100.0], min_length=1)
+
+
+class StyleGate(Section):
+    seed: int = 1  # the gate set's own seed (rendered content images)
+    images: Annotated[int, Field(ge=2, le=10_000)] = 16
+    size: Annotated[int, Field(ge=32, le=1024)] = 128
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    content_tolerance: float = Field(0.05, ge=0.0)  # never promote content distance worse than the champion's by more
+    max_content_distance: float = Field(1.0, gt=0.0)  # the quality floor: a champion keeps C's structure
 
 
 class StyleTransferParams(Section):
@@ -479,7 +513,11 @@ class StyleTransferParams(Section):
     gatys: StyleGatys = StyleGatys()
     data: StyleData = StyleData()
     split: Shares = Shares(train=0.7, val=0.15, test=0.15)
-    fast: StyleFast = StyleFast()
+    model: StyleModel = StyleModel()
+    train: StyleTrain = StyleTrain()
+    tune: StyleTune = StyleTune()
+    evaluation: StyleEvaluation = StyleEvaluation()
+    gate: StyleGate = StyleGate()
 
     @model_validator(mode="after")
     def _independent_scoring(self):
