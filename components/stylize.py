@@ -40,15 +40,21 @@ def run_gatys(p: StyleTransferParams, content: torch.Tensor, style: torch.Tensor
                    init or g.init, g.lbfgs_lr, g.adam_lr, p.seed, progress)
 
 
+def load_style_ref(ref: str, tracking_uri: str | None = None):
+    """(fast network, meta) from a models:/ URI or a saved file/folder (refs.ModelLoadError)."""
+    from components.refs import load_model_ref
+    from components.style.io import load_fast
+    return load_model_ref(ref, FAST_FILE, load_fast, tracking_uri)
+
+
 def load_style_model(ref: str):
     """(fast network, meta) of `style-<name>` (its champion), a models:/ URI, or a saved file/folder."""
     import os
 
-    from components.refs import ModelLoadError, load_model_ref
-    from components.style.io import load_fast
+    from components.refs import ModelLoadError
     uri = f"models:/{ref}@champion" if ref.startswith("style-") else ref
     try:
-        return load_model_ref(uri, FAST_FILE, load_fast, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))
+        return load_style_ref(uri, os.environ.get("MLFLOW_TRACKING_URI"))
     except ModelLoadError as exc:
         raise InputError(f"model {exc}") from None
 
@@ -92,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "models:/ URI) or a saved one: one forward pass instead of the optimisation")
 
 
-def run(args: argparse.Namespace, base: Path = Path.cwd()) -> int:
+def run(args: argparse.Namespace, base: Path | None = None) -> int:
+    base = base or Path.cwd()  # resolved per call, not when the module is imported
     try:
         p = load_params().style_transfer
         torch.manual_seed(p.seed)

@@ -2,6 +2,7 @@
 
     cs230 run trigger-word [--set KEY=VALUE ...] [--no-push]   run a pipeline end to end (Prefect flow)
     cs230 run day-night                                        the day/night image classifier, end to end
+    cs230 run style-transfer                                   one style's fast network, end to end
     cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
     cs230 export [--model URI] [--out DIR]                     ONNX build for devices + size/latency/accuracy table
@@ -301,7 +302,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
     given = {kind: ref if is_model_uri(ref) else str(args.invocation_dir / ref)
-             for kind, ref in (("trigger-word", args.model), ("day-night", args.classifier)) if ref}
+             for kind, ref in (("trigger-word", args.model), ("day-night", args.classifier), ("style", args.style))
+             if ref}
     if not given:  # every champion that is registered; none: the trigger word's error below says why
         champions = {kind: k.champion(params) for kind, k in MODEL_KINDS.items()}
         probe = ModelHolder(champions, tracking_uri)
@@ -310,7 +312,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             {"trigger-word": champions["trigger-word"]}
     config = ServeConfig(refs=given,
                          tracking_uri=tracking_uri, limits=limits, detection_overrides=detection_overrides(args),
-                         token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None)
+                         token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None,
+                         style_max_side=params.style_transfer.max_size)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         print(f"warning: serving on {host} without a token: anyone who reaches it can use it", file=sys.stderr)
     try:
@@ -366,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "file/folder instead of models:/trigger-word-<slug>@champion")
     serve.add_argument("--classifier", metavar="PATH_OR_URI", help="serve this day-night classifier (URI or saved "
                        "file/folder). Default: every registered champion (trigger-word-<slug>, day-night)")
+    serve.add_argument("--style", metavar="PATH_OR_URI", help="serve this fast style network (URI or saved file) "
+                       "instead of the champion of style-<style_transfer.style>")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but /healthz "
                        "(default: env CS230_SERVE_TOKEN; the variable keeps it out of `ps`)")
     add_detection_flags(serve)  # for every trigger-word model served, a new champion included
