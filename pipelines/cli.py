@@ -6,6 +6,7 @@
     cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
     cs230 export [--model URI] [--out DIR]                     ONNX build for devices + size/latency/accuracy table
+    cs230 export --style style-<name> [--out DIR]              the fast style network as ONNX
     cs230 detect PATH...  /  cs230 classify IMG...             the champion models on files (JSON lines)
     cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
     eval "$(cs230 team up)"  /  cs230 team down                the team services on this machine (pipelines/team.py)
@@ -245,6 +246,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from components.refs import is_model_uri
     from components.stage_cli import detection_overrides
 
+    if args.style:  # the fast style network instead of the trigger word's build
+        from components import style_export
+        ref = args.style if args.style.startswith(("models:/", "style-")) else str(args.invocation_dir / args.style)
+        return style_export.run(ref, args.invocation_dir / args.out if args.out else style_export.DEFAULT_OUT)
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
     for key, value in detection_overrides(args).items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
@@ -401,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="ONNX build for devices (fp32, int8, pruned, distilled) and its report")
     export.add_argument("--model", metavar="PATH_OR_URI", help="MLflow model URI or saved detector file/folder "
                         "(default: models:/trigger-word-<slug>@champion)")
+    export.add_argument("--style", metavar="NAME_OR_PATH", help="export this fast style network instead "
+                        "(style-<name>: its champion; a URI or a saved file) to DIR/style_net.onnx")
     export.add_argument("--out", type=Path, metavar="DIR", help="where the .onnx files and export_report.json go "
                         "(default: models/trigger_word/export)")
     add_detection_flags(export)

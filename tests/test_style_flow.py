@@ -1,12 +1,14 @@
 """The style-transfer pipeline end to end on tiny params: every dvc.yaml stage of it in order (each
 stage's own CLI, in process, in a fresh folder), `style-swirl` registered as champion in a real
-sqlite MLflow store, then `cs230 stylize --model style-swirl` and POST /v1/style/swirl serve it."""
+sqlite MLflow store, then `cs230 stylize --model style-swirl`, `cs230 export --style style-swirl` (ONNX) and POST
+/v1/style/swirl serve it."""
 from __future__ import annotations
 
 import importlib
 import io
 import json
 import shlex
+import shutil
 
 import numpy as np
 import pytest
@@ -32,10 +34,12 @@ def test_tiny_flow_registers_stylizes_and_serves(tmp_path, monkeypatch, capsys):
 
     from components import stylize
     from components.serve import ServeConfig, create_app
+    from pipelines import cli
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    shutil.copy(PROJECT_ROOT / "dvc.yaml", tmp_path)  # a project, for the cs230 CLI
     write_sections(tmp_path / "params.yaml", {"style_transfer": {**STYLE_TINY, "style": "swirl"}})
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
     for stage in pipeline_stages("style-transfer", PROJECT_ROOT / "dvc.yaml"):
@@ -50,6 +54,11 @@ def test_tiny_flow_registers_stylizes_and_serves(tmp_path, monkeypatch, capsys):
     assert stylize.main(["photo.png", "-o", "out.png", "--model", "style-swirl"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["style"] == "swirl" and Image.open(tmp_path / "out.png").size == (64, 64)  # image_size
+
+    assert cli.main(["export", "--style", "style-swirl", "--out", "export"]) == 0
+    exported = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert exported["style"] == "swirl" and exported["max_abs_diff"] < 1e-4
+    assert (tmp_path / "export/style_net.onnx").stat().st_size > 1000
 
     config = ServeConfig(refs={"style": "models:/style-swirl@champion"}, tracking_uri=uri, token="t0k")
     with TestClient(create_app(config)) as client:
