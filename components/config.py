@@ -451,7 +451,7 @@ class StyleGatys(Section):
 
 class StyleData(Section):
     styles: list[Literal["swirl", "mosaic", "woodcut"]] = Field(["swirl", "mosaic", "woodcut"], min_length=1)
-    content_images: Annotated[int, Field(ge=6, le=100_000)] = 60  # rendered scenes, without user photos
+    content_images: Annotated[int, Field(ge=6, le=100_000)] = 40  # rendered scenes, without user photos
     min_side: Annotated[int, Field(ge=16, le=4096)] = 64  # smaller user images are refused
     min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
 
@@ -469,7 +469,7 @@ class StyleTrain(Section):
     tv_weight: float = Field(0.0, ge=0.0)
     lr: float = Field(3e-3, gt=0.0, le=1.0)
     train_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the training images (it runs at any size)
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 15
     batch_size: Annotated[int, Field(ge=1, le=64)] = 4
     threads: Annotated[int, Field(ge=0, le=64)] = 0  # torch threads; 0: every core
 

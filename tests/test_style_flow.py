@@ -10,6 +10,7 @@ import json
 import shlex
 import shutil
 
+import mlflow
 import numpy as np
 import pytest
 import yaml
@@ -30,15 +31,24 @@ def png(side: int, seed: int = 0) -> bytes:
 
 
 def test_tiny_flow_registers_stylizes_and_serves(tmp_path, monkeypatch, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # an earlier test's set_tracking_uri would win over the variable
+    try:
+        flow_registers_stylizes_and_serves(tmp_path, uri, capsys)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def flow_registers_stylizes_and_serves(tmp_path, uri, capsys):
     from mlflow import MlflowClient
 
     from components import stylize
     from components.serve import ServeConfig, create_app
     from pipelines import cli
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     shutil.copy(PROJECT_ROOT / "dvc.yaml", tmp_path)  # a project, for the cs230 CLI
     write_sections(tmp_path / "params.yaml", {"style_transfer": {**STYLE_TINY, "style": "swirl"}})
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
