@@ -3,7 +3,7 @@
 Architecture (their Table 1, narrowed): 9x9 conv, two stride-2 3x3 convs, residual blocks, two
 resize-convolutions (nearest x2 then 3x3 conv: no checkerboard artefacts, Odena et al. 2016) and a
 9x9 conv to RGB; instance normalisation (Ulyanov et al. 2016) and ReLU after every conv but the last;
-reflection padding; a sigmoid keeps the output in [0, 1]. Fully convolutional: any size divisible by 4.
+reflection padding; the output is sigmoid(logit(input) + the network's change), in [0, 1]. Fully convolutional.
 Trained against the perceptual loss of a frozen feature network, for a budget of epochs.
 """
 from __future__ import annotations
@@ -55,12 +55,17 @@ class TransformNet(nn.Module):
             _conv(3, w, 9), _conv(w, 2 * w, 3, 2), _conv(2 * w, 4 * w, 3, 2),
             *[Residual(4 * w) for _ in range(residual_blocks)],
             UpConv(4 * w, 2 * w), UpConv(2 * w, w), _conv(w, 3, 9, norm=False))
+        nn.init.zeros_(self.net[-1][-1].weight)  # starts as the identity (see forward)
+        nn.init.zeros_(self.net[-1][-1].bias)
 
     def forward(self, x):
+        """sigmoid(logit(x) + net(x)): the network learns a change of the input image, so it keeps C's
+        structure from the first step (trained from scratch alone, a few thousand steps, the CPU's
+        budget, left a flat wash of S's colour)."""
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % 4, -w % 4  # the two stride-2 convs need sides divisible by 4
-        y = torch.sigmoid(self.net(F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x))
-        return y[..., :h, :w]
+        change = self.net(F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x)[..., :h, :w]
+        return torch.sigmoid(torch.logit(x.clamp(0.01, 0.99)) + change)
 
 
 def train_fast(net: TransformNet, images: torch.Tensor, loss: PerceptualLoss, epochs: int, batch_size: int,
