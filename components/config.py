@@ -600,6 +600,117 @@ class FaceParams(Section):
     export: FaceExport = FaceExport()
 
 
+# ------------------------------------------------------------------------------ style transfer
+
+class StyleLayers(Section):
+    """One feature network's content layer and style layers with their weights w_l."""
+    content: str = Field(min_length=1)
+    style: dict[str, Annotated[float, Field(ge=0.0)]] = Field(min_length=1)
+
+
+class StyleNetworkLayers(Section):
+    vgg16: StyleLayers = StyleLayers(content="relu3_3", style={"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0,
+                                                               "relu4_1": 1.0})
+    efficientnet_lite0: StyleLayers = StyleLayers(content="block4", style={"stem": 1.0, "block1": 1.0, "block4": 1.0,
+                                                                           "block7": 1.0})
+    random: StyleLayers = StyleLayers(content="k3", style={"k3": 1.0, "k5": 1.0, "k9": 1.0, "k15": 1.0})
+
+
+class StyleLoss(Section):
+    """alpha, beta and the total-variation weight of the relative perceptual loss (components/style/perceptual.py)."""
+    content_weight: float = Field(1.0, ge=0.0)  # alpha
+    style_weight: float = Field(10.0, ge=0.0)  # beta
+    tv_weight: float = Field(0.0, ge=0.0)
+
+
+class StyleGatys(Section):
+    steps: Annotated[int, Field(ge=1, le=10_000)] = 40  # loss evaluations (L-BFGS: one per step)
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    init: Literal["content", "noise"] = "content"
+    lbfgs_lr: float = Field(1.0, gt=0.0)
+    adam_lr: float = Field(0.02, gt=0.0)
+
+
+class StyleData(Section):
+    styles: list[Literal["swirl", "mosaic", "woodcut"]] = Field(["swirl", "mosaic", "woodcut"], min_length=1)
+    content_images: Annotated[int, Field(ge=6, le=100_000)] = 40  # rendered scenes, without user photos
+    min_side: Annotated[int, Field(ge=16, le=4096)] = 64  # smaller user images are refused
+    min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
+
+
+class StyleModel(Section):
+    """The feed-forward transformation network (Johnson et al. 2016)."""
+    width: Annotated[int, Field(ge=2, le=128)] = 8  # channels of the first conv; x2, x4 after the downsamplings
+    residual_blocks: Annotated[int, Field(ge=0, le=10)] = 3
+
+
+class StyleTrain(Section):
+    """Training the fast network: its own loss weights (beta/alpha with alpha 1), and budget."""
+    style_weight: float = Field(10.0, gt=0.0)  # beta of the fast network's loss (alpha = 1)
+    style_scale: float = Field(1.0, gt=0.0)  # style layer l's weight w_l times style_scale**l (l = 0, 1, ...)
+    tv_weight: float = Field(0.0, ge=0.0)
+    lr: float = Field(1e-2, gt=0.0, le=1.0)
+    train_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the training images (it runs at any size)
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    batch_size: Annotated[int, Field(ge=1, le=64)] = 4
+    threads: Annotated[int, Field(ge=0, le=64)] = 0  # torch threads; 0: every core
+
+
+class StyleSpace(Section):
+    style_weight: Range = [3.0, 300.0]  # log-uniform
+    style_scale: Range = [0.5, 2.0]  # log-uniform
+    tv_weight: Range = [0.0, 1.0]  # uniform
+    lr: Range = [1e-3, 1e-2]  # log-uniform
+    width: list[Annotated[int, Field(ge=2, le=128)]] = Field([4, 8, 16], min_length=1)
+
+
+class StyleTune(TuneBudget):
+    space: StyleSpace = StyleSpace()
+
+
+class StyleEvaluation(Section):
+    images: Annotated[int, Field(ge=1, le=1000)] = 4  # test content images stylised by both methods
+    frontier_weights: list[Annotated[float, Field(gt=0.0)]] = Field([1.0, 10.0, 100.0], min_length=1)
+
+
+class StyleGate(Section):
+    seed: int = 1  # the gate set's own seed (rendered content images)
+    images: Annotated[int, Field(ge=2, le=10_000)] = 16
+    size: Annotated[int, Field(ge=32, le=1024)] = 128
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    content_tolerance: float = Field(0.05, ge=0.0)  # never promote content distance worse than the champion's by more
+    max_content_distance: float = Field(1.0, gt=0.0)  # the quality floor: a champion keeps C's structure
+
+
+class StyleTransferParams(Section):
+    seed: int = 0
+    style: str = ""  # the style this run trains (a style image's stem); "": the first present
+    image_size: Annotated[int, Field(ge=32, le=4096)] = 256  # side of images stylised (square, centre-cropped)
+    max_size: Annotated[int, Field(ge=32, le=4096)] = 1024  # largest --size accepted
+    features: Literal["vgg16", "efficientnet_lite0", "random"] = "vgg16"
+    pooling: Literal["max", "avg"] = "avg"
+    score_features: Literal["vgg16", "efficientnet_lite0", "random"] = "efficientnet_lite0"  # evaluation only
+    layers: StyleNetworkLayers = StyleNetworkLayers()
+    loss: StyleLoss = StyleLoss()
+    gatys: StyleGatys = StyleGatys()
+    data: StyleData = StyleData()
+    split: Shares = Shares(train=0.7, val=0.15, test=0.15)
+    model: StyleModel = StyleModel()
+    train: StyleTrain = StyleTrain()
+    tune: StyleTune = StyleTune()
+    evaluation: StyleEvaluation = StyleEvaluation()
+    gate: StyleGate = StyleGate()
+
+    @model_validator(mode="after")
+    def _independent_scoring(self):
+        if self.score_features == self.features:
+            raise ValueError(f"score_features must differ from features ({self.features!r}): "
+                             "the evaluation must not be the training loss grading itself")
+        if self.image_size > self.max_size:
+            raise ValueError(f"image_size {self.image_size} is over max_size {self.max_size}")
+        return self
+
+
 class ServeParams(Section):
     """`cs230 serve`: where it listens and what it accepts (params.yaml explains each key)."""
     host: str = Field("127.0.0.1", min_length=1)
@@ -620,6 +731,7 @@ class Params(Section):
     trigger_word: TriggerWordParams
     day_night: DayNightParams = DayNightParams()
     face: FaceParams = FaceParams()
+    style_transfer: StyleTransferParams = StyleTransferParams()
     serve: ServeParams = ServeParams()
 
 

@@ -7,6 +7,7 @@
     WS   /v1/trigger-word/stream     PCM16 chunks in, detections out as they happen
     POST /v1/day-night/classify      an image in, `cs230 classify`'s JSON line out
     POST /v1/face/embed|verify|identify   images in, `cs230 face`'s JSON lines out (serving/face.py)
+    POST /v1/style/<name>            an image in, the served style's fast network's PNG out
 
 `create_app(config)` is the whole server: uvicorn runs it here (`run`), Ray Serve runs the
 same app in each replica (components/serving/ray_app.py). Its lifespan loads the models
@@ -33,13 +34,14 @@ from starlette.exceptions import HTTPException
 from starlette.websockets import WebSocket
 
 from components.config import ServeParams
-from components.serving import day_night, face, trigger_word
+from components.serving import day_night, face, style, trigger_word
 from components.serving.holder import ModelHolder
 from components.serving.inputs import ServeError
 
 log = logging.getLogger("cs230.serve")
 # kind -> its routes (holder.MODEL_KINDS: how to load it)
-ROUTERS = {"trigger-word": trigger_word.router, "day-night": day_night.router, "face": face.router}
+ROUTERS = {"trigger-word": trigger_word.router, "day-night": day_night.router, "face": face.router,
+           "style": style.router}
 OPEN_PATHS = {"/healthz"}  # answered without the token
 
 
@@ -54,6 +56,7 @@ class ServeConfig:
     detection_overrides: dict = field(default_factory=dict)
     token: str | None = None
     face_index: str | None = None  # the gallery folder /v1/face/identify searches (cs230 face enroll)
+    style_max_side: int = 1024  # style_transfer.max_size: a larger image is shrunk before stylising
 
 
 class BearerToken:

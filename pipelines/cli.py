@@ -2,9 +2,11 @@
 
     cs230 run trigger-word [--set KEY=VALUE ...] [--no-push]   run a pipeline end to end (Prefect flow)
     cs230 run day-night                                        the day/night image classifier, end to end
+    cs230 run style-transfer                                   one style's fast network, end to end
     cs230 schedule trigger-word --cron "0 3 * * 0"             retrain weekly (Prefect deployment)
     cs230 ui                                                   the MLflow UI on 127.0.0.1
     cs230 export [--model URI] [--out DIR] [--face]            ONNX build for devices + size/latency/accuracy table
+    cs230 export --style style-<name> [--out DIR]              the fast style network as ONNX
     cs230 detect PATH...  /  cs230 classify IMG...             the champion models on files (JSON lines)
     cs230 face embed|verify|enroll|identify|cluster ...        the face encoder on images (pipelines/face_cli.py)
     cs230 serve [--host H] [--port P] [--model URI] [--ray]     HTTP API over the champion models
@@ -231,6 +233,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_stylize(args: argparse.Namespace) -> int:
+    """Gatys, or a registered fast network (DESIGN §5): one JSON line; exit 2 on bad input."""
+    from components.stylize import run
+
+    return run(args, args.invocation_dir)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """The on-device build (DESIGN §6): the stage components/export.py, with user paths taken from
     where the command was run. Exit 2: no model, bad params or data."""
@@ -238,6 +247,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from components.refs import is_model_uri
     from components.stage_cli import detection_overrides
 
+    if args.style:  # the fast style network instead of the trigger word's build
+        from components import style_export
+        ref = args.style if args.style.startswith(("models:/", "style-")) else str(args.invocation_dir / args.style)
+        return style_export.run(ref, args.invocation_dir / args.out if args.out else style_export.DEFAULT_OUT)
     argv = ["--out", str(args.invocation_dir / args.out)] if args.out else []
     if args.model:
         argv += ["--model", args.model if is_model_uri(args.model) else str(args.invocation_dir / args.model)]
@@ -300,7 +313,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
     given = {kind: ref if is_model_uri(ref) else str(args.invocation_dir / ref)
              for kind, ref in (("trigger-word", args.model), ("day-night", args.classifier),
-                               ("face", args.face)) if ref}
+                               ("face", args.face), ("style", args.style)) if ref}
     if not given:  # every champion that is registered; none: the trigger word's error below says why
         champions = {kind: k.champion(params) for kind, k in MODEL_KINDS.items()}
         probe = ModelHolder(champions, tracking_uri)
@@ -310,7 +323,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(refs=given,
                          tracking_uri=tracking_uri, limits=limits, detection_overrides=detection_overrides(args),
                          token=args.token or os.environ.get("CS230_SERVE_TOKEN") or None,
-                         face_index=str(args.invocation_dir / args.face_index) if args.face_index else None)
+                         face_index=str(args.invocation_dir / args.face_index) if args.face_index else None,
+                         style_max_side=params.style_transfer.max_size)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         print(f"warning: serving on {host} without a token: anyone who reaches it can use it", file=sys.stderr)
     try:
@@ -370,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "default: models:/face-encoder@champion when registered)")
     serve.add_argument("--face-index", type=Path, metavar="DIR", help="the gallery POST /v1/face/identify "
                        "searches (from cs230 face enroll)")
+    serve.add_argument("--style", metavar="PATH_OR_URI", help="serve this fast style network (URI or saved file) "
+                       "instead of the champion of style-<style_transfer.style>")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but /healthz "
                        "(default: env CS230_SERVE_TOKEN; the variable keeps it out of `ps`)")
     add_detection_flags(serve)  # for every trigger-word model served, a new champion included
@@ -392,9 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--model", metavar="URI", help="MLflow model URI or saved classifier file/folder "
                           "(default: models:/day-night@champion)")
     classify.set_defaults(handler=cmd_classify, invocation_dir=Path.cwd())
+    stylize = sub.add_parser("stylize", help="paint CONTENT in the style of STYLE (Gatys; --model: a fast network)")
+    from components.stylize import add_arguments as add_stylize_arguments
+
+    add_stylize_arguments(stylize)
+    stylize.set_defaults(handler=cmd_stylize, invocation_dir=Path.cwd())
     export = sub.add_parser("export", help="ONNX build for devices (fp32, int8, pruned, distilled) and its report")
     export.add_argument("--model", metavar="PATH_OR_URI", help="MLflow model URI or saved detector file/folder "
                         "(default: models:/trigger-word-<slug>@champion)")
+    export.add_argument("--style", metavar="NAME_OR_PATH", help="export this fast style network instead "
+                        "(style-<name>: its champion; a URI or a saved file) to DIR/style_net.onnx")
     export.add_argument("--out", type=Path, metavar="DIR", help="where the .onnx files and export_report.json go "
                         "(default: models/trigger_word/export)")
     add_detection_flags(export)

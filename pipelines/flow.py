@@ -154,4 +154,11 @@ def face_flow(push: bool = True) -> PipelineResult:
     return run_pipeline("face", push)
 
 
-FLOWS = {"trigger-word": trigger_word_flow, "day-night": day_night_flow, "face": face_flow}
+@flow(name="style-transfer", log_prints=True)
+def style_transfer_flow(push: bool = True) -> PipelineResult:
+    """validate raw -> generate -> validate generated -> split -> tune -> train -> evaluate -> register (one style)"""
+    return run_pipeline("style-transfer", push)
+
+
+FLOWS = {"trigger-word": trigger_word_flow, "day-night": day_night_flow, "face": face_flow,
+         "style-transfer": style_transfer_flow}

@@ -87,6 +87,15 @@ DAY_NIGHT_TINY = {"generate": {"images": 240, "unseen_style_images": 40}, "gate"
                   "train": {"max_epochs": 2}}
 
 
+# A style-transfer run of seconds: 6 content images at 64 px, a width-4 network for 1 epoch, 2 Gatys steps.
+STYLE_TINY = {"image_size": 64, "features": "random", "data": {"content_images": 6},
+              "model": {"width": 4, "residual_blocks": 1},
+              "train": {"epochs": 1, "train_size": 32, "batch_size": 4, "threads": 1},
+              "tune": {"train_items": 4, "val_items": 2, "max_epochs": 1},
+              "gatys": {"steps": 2}, "evaluation": {"images": 1, "frontier_weights": [10.0]},
+              "gate": {"images": 4, "size": 32}}
+
+
 # Per params section: what makes a whole pipeline run in seconds (tests/test_task_contract.py
 # runs every registered pipeline with it). A new pipeline adds its section here.
 CONTRACT_TINY = {
@@ -97,6 +106,7 @@ CONTRACT_TINY = {
     "day_night": {**DAY_NIGHT_TINY, "gate": {"images": 100}, "train": {"max_epochs": 1, "threads": 1}},
     "face": {"generate": {"identities": 12, "images_per_identity": [5, 6], "workers": 1},
              "gate": {"identities": 10, "images_per_identity": 3}},
+    "style_transfer": STYLE_TINY,
 }
 
 

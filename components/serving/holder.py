@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from components import classify, detect, face_commands
+from components import classify, detect, face_commands, stylize
 from components.refs import ModelLoadError, find_model_file, is_model_uri
 
 log = logging.getLogger("cs230.serve")
@@ -39,7 +39,13 @@ MODEL_KINDS: dict[str, ModelKind] = {
                               detect.DETECTOR_FILE),
     "day-night": ModelKind(lambda p: classify.CHAMPION_URI, classify.load_classifier_ref, classify.CLASSIFIER_FILE),
     "face": ModelKind(lambda p: face_commands.CHAMPION_URI, face_commands.load_encoder_ref, face_commands.ENCODER_FILE),
+    "style": ModelKind(lambda p: f"models:/{_style_name(p)}@champion", stylize.load_style_ref, stylize.FAST_FILE),
 }
+
+
+def _style_name(p) -> str:
+    from components.tasks.style_transfer.scoring import registered_name
+    return registered_name(p.style_transfer)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # types only: the stages import their own heavy dependencies
     from components.validate import Table
 
 # CLI name -> params section, which is also the dvc.yaml stage prefix and the task package's name
-PIPELINES = {"trigger-word": "trigger_word", "day-night": "day_night", "face": "face"}
+PIPELINES = {"trigger-word": "trigger_word", "day-night": "day_night", "face": "face",
+             "style-transfer": "style_transfer"}
 
 OnEpoch = Callable[[int, dict], None]  # (epoch from 1, that epoch's figures: train_loss, val_loss, score, lr, epoch_s)
 
