@@ -188,7 +188,8 @@ def test_a_better_model_wins_even_against_a_champion_with_zero_false_accepts(tw)
     """The issue's case: the old champion's threshold sits so high it never false-accepts;
     at the same operating point the better model's FRR is lower beyond the noise."""
     p, figures = tw
-    champion, challenger = figures("untrained", threshold=0.9999), figures("trained")
+    # the trained model at a looser threshold than its own (interpolated on val, it may never false-accept here)
+    champion, challenger = figures("untrained", threshold=0.9999), figures("trained", threshold=0.8)
     assert champion["fa_per_hour"] == 0 < challenger["fa_per_hour"]
     decision = tw_task.decide(challenger, champion, p)
     assert decision.promote and "beats champion" in decision.reason, decision.reason
@@ -205,7 +206,7 @@ def test_an_equal_model_does_not_win(tw, tiny_gate, tiny_detectors):
 
 def test_a_worse_model_never_wins_even_when_its_threshold_flatters_it(tw):
     p, figures = tw
-    champion, challenger = figures("trained"), figures("untrained", threshold=0.9999)
+    champion, challenger = figures("trained", threshold=0.5), figures("untrained", threshold=0.9999)
     assert challenger["fa_per_hour"] < champion["fa_per_hour"]  # the figure that looks better
     decision = tw_task.decide(challenger, champion, p)
     assert not decision.promote and "FRR not lower" in decision.reason

@@ -443,7 +443,7 @@ def test_cli_without_a_champion_exits_2_with_a_hint(store, monkeypatch, capsys):
 
     monkeypatch.chdir(PROJECT_ROOT)
     args = argparse.Namespace(word="nobody registered", host=None, port=None, replicas=None, model=None,
-                              classifier=None, style=None, token=None, ray=False, invocation_dir=PROJECT_ROOT)
+                              classifier=None, face=None, face_index=None, style=None, token=None, ray=False, invocation_dir=PROJECT_ROOT)
     assert cli.cmd_serve(args) == 2
     assert "no champion registered yet" in capsys.readouterr().err
 
