@@ -48,6 +48,9 @@ def pytest_configure(config) -> None:
     home = tempfile.mkdtemp(prefix="cs230-test-prefect-")
     config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
     os.environ["PREFECT_HOME"] = home
+    # three workers start ephemeral Prefect servers at once on 2 cores: give each the 180 s `cs230` gives
+    # (the default 20 s timed out in the CI-style run: 9 errors)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def shared_dir(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
