@@ -330,7 +330,7 @@ def test_face_flow_registers_and_every_face_command_works(harness, in_repo, tmp_
         for kind, i in (("gallery", ids[0]), ("queries", ids[1])):
             (tmp_path / kind / person).mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[i]).save(tmp_path / kind / person / f"{i}.png")
-    yale = next(p for p in (PROJECT_ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()) / "data/faces/yale"
+    yale = next(p for p in (PROJECT_ROOT.parent / "shared",) if p.is_dir()) / "data/faces/yale"
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "photo.png").write_bytes((yale / "subject01" / "normal.png").read_bytes())
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
