@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,6 +138,18 @@ def write_sections(path: Path, sections: dict[str, dict]) -> Path:
         merge(raw[section], changes)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(autouse=True)
+def mlflow_follows_the_environment():
+    """Each test starts with MLflow's tracking URI read from MLFLOW_TRACKING_URI: an earlier
+    `mlflow.set_tracking_uri` (a test's, or a module fixture's teardown) must not send this
+    test's runs to its store."""
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._tracking_service import utils
+
+        utils._tracking_uri = None  # what set_tracking_uri sets; unset, MLflow reads the environment
+    yield
 
 
 @pytest.fixture(scope="session")
