@@ -9,7 +9,7 @@ test file to be safe there:
   lock): tiny_dataset, tiny_gate, tiny_detectors, tts_cache. Tests only read it (tts_cache:
   test_generate adds renders; writes are atomic renames).
 - Ports: `free_port()`, never a fixed one. Files, MLflow stores, DVC remotes, PREFECT_HOME and
-  `.cache/cs230-run`: under tmp_path or a clone (test_flow.clone_project), never PROJECT_ROOT.
+  `.cache/cs230-run`: under tmp_path or a clone (clone_project, below), never PROJECT_ROOT.
   Each worker has its own PREFECT_HOME (set below) and its own local Ray (`ray.init` "local").
 - A file that runs for minutes goes into SLOWEST_FIRST, so that it starts first.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTI
 
 # Files that take minutes, longest first (measured under `make test`): under xdist they start
 # first, on different workers, and the short files fill in around them.
-SLOWEST_FIRST = ("test_team.py", "test_flow.py", "test_safe_runs.py", "test_serve.py", "test_tune.py", "test_dvc.py")
+SLOWEST_FIRST = ("test_flow.py", "test_team.py", "test_flow_pipelines.py", "test_safe_runs.py", "test_serve.py", "test_tune.py", "test_dvc.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -279,3 +280,78 @@ def mlflow_server(tmp_path_factory):
     """One real MLflow server for the session's tests."""
     with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
+
+
+# The flow tests' project (tests/test_flow.py, test_flow_pipelines.py, test_team.py): a fresh clone with
+# tiny params, per test module.
+FLOW_TINY = {**TINY,
+             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 16, "val_items": 8,
+                      "max_epochs": 1, "grace_epochs": 1},
+             "train": {"max_epochs": 2, "safety_minutes": 10.0}}
+# A face pipeline of seconds: a few rendered people, a small CNN (exportable), one short search.
+FACE_TINY = {**CONTRACT_TINY["face"], "model": {"kind": "cnn", "width": 8, "depth": 2, "image_size": 32},
+             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 40, "val_items": 20,
+                      "max_epochs": 1, "grace_epochs": 1, "space": {"kind": ["cnn"], "width": [8], "depth": [2]}},
+             "train": {"max_epochs": 2, "identities_per_batch": 4, "images_per_identity": 2},
+             "evaluate": {"different_pairs": 1000, "max_same_pairs": 100}}
+BIN = Path(sys.executable).parent
+
+
+def clone_project(dest: Path) -> Path:
+    """What a new user gets: `git clone` of the project, with this checkout's uncommitted
+    edits to tracked (and new, not ignored) files laid over it, so the test runs the code
+    under test. No .venv, caches, registry or DVC outputs come along."""
+    subprocess.run(["git", "clone", "-q", str(PROJECT_ROOT), str(dest)], check=True)
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT,
+                           check=True, capture_output=True, text=True).stdout.split("\0")
+    files = set(filter(None, files))
+    for name in files:
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest / name)
+    committed = subprocess.run(["git", "ls-files", "-z"], cwd=dest, check=True, capture_output=True,
+                               text=True).stdout.split("\0")
+    for name in filter(None, committed):  # deleted here, not yet committed
+        if name not in files or not (PROJECT_ROOT / name).is_file():
+            (dest / name).unlink()
+    return dest
+
+
+@pytest.fixture(scope="module")
+def flow_repo(tmp_path_factory):
+    """A fresh clone of the project with tiny params and its own DVC remote. Its MLflow
+    store is the one `cs230` picks with MLFLOW_TRACKING_URI unset: the clone's mlflow.db."""
+    root = clone_project(tmp_path_factory.mktemp("flow") / "repo")
+    write_sections(root / "params.yaml", {"trigger_word": FLOW_TINY, "day_night": DAY_NIGHT_TINY, "face": FACE_TINY})
+    run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+    run(str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(root.parent / "remote"))
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "tiny params")
+    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(root),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "PREFECT_HOME": str(root / ".prefect")}
+    return root, env
+
+
+@pytest.fixture()
+def in_repo(flow_repo, monkeypatch):
+    root, env = flow_repo
+    monkeypatch.chdir(root)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+def cs230(root, env, *args, **kw):
+    return subprocess.run([str(BIN / "cs230"), *args], cwd=root, env={**os.environ, **env}, capture_output=True,
+                          text=True, **kw)

@@ -1,100 +1,29 @@
 """The whole trigger-word flow on a tiny configuration, with real services: Prefect's test
 harness, local Ray, an sqlite MLflow store, DVC with a local remote. Also: cached re-runs,
-a param change, a killed run that resumes, a teammate's clone, a scheduled run."""
+a param change, a killed run that resumes, a teammate's clone, a scheduled run. (The other
+pipelines' flows: test_flow_pipelines.py, so that the two files run on two workers.)"""
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import mlflow
 import pytest
 
-from conftest import CONTRACT_TINY, DAY_NIGHT_TINY, PROJECT_ROOT, TINY, running_mlflow_server, write_sections
+from conftest import BIN, cs230, running_mlflow_server
 from pipelines.stages import pipeline_stages
 
 pytestmark = pytest.mark.timeout(900)
-
-FLOW_TINY = {**TINY,
-             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 16, "val_items": 8,
-                      "max_epochs": 1, "grace_epochs": 1},
-             "train": {"max_epochs": 2, "safety_minutes": 10.0}}
-# A face pipeline of seconds: a few rendered people, a small CNN (exportable), one short search.
-FACE_TINY = {**CONTRACT_TINY["face"], "model": {"kind": "cnn", "width": 8, "depth": 2, "image_size": 32},
-             "tune": {"trials": 2, "concurrency": 2, "startup_trials": 2, "train_items": 40, "val_items": 20,
-                      "max_epochs": 1, "grace_epochs": 1, "space": {"kind": ["cnn"], "width": [8], "depth": [2]}},
-             "train": {"max_epochs": 2, "identities_per_batch": 4, "images_per_identity": 2},
-             "evaluate": {"different_pairs": 1000, "max_same_pairs": 100}}
-BIN = Path(sys.executable).parent
-
-
-def clone_project(dest: Path) -> Path:
-    """What a new user gets: `git clone` of the project, with this checkout's uncommitted
-    edits to tracked (and new, not ignored) files laid over it, so the test runs the code
-    under test. No .venv, caches, registry or DVC outputs come along."""
-    subprocess.run(["git", "clone", "-q", str(PROJECT_ROOT), str(dest)], check=True)
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT,
-                           check=True, capture_output=True, text=True).stdout.split("\0")
-    files = set(filter(None, files))
-    for name in files:
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, dest / name)
-    committed = subprocess.run(["git", "ls-files", "-z"], cwd=dest, check=True, capture_output=True,
-                               text=True).stdout.split("\0")
-    for name in filter(None, committed):  # deleted here, not yet committed
-        if name not in files or not (PROJECT_ROOT / name).is_file():
-            (dest / name).unlink()
-    return dest
-
-
-@pytest.fixture(scope="module")
-def flow_repo(tmp_path_factory):
-    """A fresh clone of the project with tiny params and its own DVC remote. Its MLflow
-    store is the one `cs230` picks with MLFLOW_TRACKING_URI unset: the clone's mlflow.db."""
-    root = clone_project(tmp_path_factory.mktemp("flow") / "repo")
-    write_sections(root / "params.yaml", {"trigger_word": FLOW_TINY, "day_night": DAY_NIGHT_TINY, "face": FACE_TINY})
-    run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)
-    run(str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(root.parent / "remote"))
-    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "tiny params")
-    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(root),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "PREFECT_HOME": str(root / ".prefect")}
-    return root, env
 
 
 def new_user_env(env: dict) -> dict:
     """The environment of a user who configured nothing: no tracking URI, no Prefect home."""
     return {k: v for k, v in {**os.environ, **env}.items()
             if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "PREFECT_HOME", "PREFECT_API_URL")}
-
-
-@pytest.fixture()
-def in_repo(flow_repo, monkeypatch):
-    root, env = flow_repo
-    monkeypatch.chdir(root)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    return root
-
-
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
-
-
-def cs230(root, env, *args, **kw):
-    return subprocess.run([str(BIN / "cs230"), *args], cwd=root, env={**os.environ, **env}, capture_output=True,
-                          text=True, **kw)
 
 
 def test_fresh_clone_ends_with_a_champion_that_detects(flow_repo):
@@ -164,36 +93,6 @@ def test_param_change_reruns_only_dependants(harness, in_repo):
         (in_repo / "params.yaml").write_text(params)
     ran = [o.stage for o in result.outcomes if o.status == "ran"]
     assert ran == ["evaluate", "register"]
-
-
-def test_day_night_flow_registers_and_classifies(harness, in_repo):
-    """The second pipeline on the same stages: every stage runs, `day-night` version 1 is
-    champion, and `cs230 classify` scores images with it (a bad file gets its own line)."""
-    import numpy as np
-    from PIL import Image
-
-    from pipelines.flow import day_night_flow
-
-    result = day_night_flow(push=True)  # a teammate's clone (below) pulls every stage
-    assert [o.stage for o in result.outcomes] == [s.short for s in pipeline_stages("day-night")]
-    assert {o.status for o in result.outcomes} == {"ran"}
-    client = mlflow.MlflowClient()
-    version = client.get_model_version_by_alias("day-night", "champion")
-    assert int(version.version) == 1 and float(version.tags["gate.roc_auc"]) >= 0
-    run = client.get_run(result.mlflow_run_id)
-    assert run.data.tags["pipeline"] == "day-night" and "accuracy_test" in run.data.metrics
-    assert len(client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")) == 2
-
-    images = np.load(in_repo / "data/day_night/generated/images.npy")
-    Image.fromarray(images[0]).resize((200, 150)).save(in_repo.parent / "photo.png")
-    (in_repo.parent / "broken.jpg").write_bytes(b"not an image")
-    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "PREFECT_HOME")}
-    proc = cs230(in_repo, env, "classify", "../photo.png", "../broken.jpg")
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert proc.returncode == 1, proc.stderr
-    assert lines[0]["file"] == "../photo.png" and 0 <= lines[0]["p_night"] <= 1
-    assert lines[0]["label"] == ("night" if lines[0]["p_night"] >= 0.5 else "day")
-    assert lines[1]["file"] == "../broken.jpg" and "error" in lines[1]
 
 
 def test_killed_run_resumes_from_cache(flow_repo):
@@ -304,53 +203,3 @@ def test_schedule_creates_and_executes_a_run(flow_repo):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-
-
-def test_face_flow_registers_and_every_face_command_works(harness, in_repo):
-    """The third pipeline: `face-encoder` version 1 is champion, then `cs230 face` embed, verify,
-    enroll, identify and cluster work with it on rendered faces (--cropped: they are chips) and on
-    a real photo (detected and aligned); a bad image gets its own line."""
-    import numpy as np
-    import pandas as pd
-    from PIL import Image
-
-    from pipelines.cli import ensure_raw_inputs
-    from pipelines.flow import FLOWS
-
-    ensure_raw_inputs()  # as `cs230 run` does first: this file may run alone, before any test made data/raw
-    result = FLOWS["face"](push=False)
-    assert [o.stage for o in result.outcomes] == [s.short for s in pipeline_stages("face")]
-    version = mlflow.MlflowClient().get_model_version_by_alias("face-encoder", "champion")
-    assert int(version.version) == 1
-
-    work = in_repo / "photos"  # cs230 runs inside a project; relative paths are the caller's
-    images = np.load(in_repo / "data/face/generated/images.npy")
-    manifest = pd.read_csv(in_repo / "data/face/generated/manifest.csv", dtype={"identity": str})
-    people = manifest.groupby("identity").image_id.apply(list).iloc[:3]
-    for person, ids in people.items():  # first image enrolled, second a query
-        for kind, i in (("gallery", ids[0]), ("queries", ids[1])):
-            (work / kind / person).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[i]).save(work / kind / person / f"{i}.png")
-    yale = PROJECT_ROOT.parent / "shared/data/faces/yale"
-    (work / "real").mkdir()
-    (work / "real" / "photo.png").write_bytes((yale / "subject01" / "normal.png").read_bytes())
-    (work / "broken.jpg").write_bytes(b"not an image")
-    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "PREFECT_HOME")}
-
-    def face(*args) -> tuple[int, list[dict]]:
-        proc = cs230(work, env, "face", *args)
-        assert proc.returncode in (0, 1), proc.stderr
-        return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
-
-    status, records = face("embed", "real/photo.png", "broken.jpg")
-    assert status == 1 and len(records[0]["faces"]) == 1 and len(records[0]["faces"][0]["embedding"]) == 128
-    assert records[1]["file"] == "broken.jpg" and "error" in records[1]
-    first, second = (next((work / "queries" / p).iterdir()) for p in people.index[:2])
-    status, (record,) = face("verify", str(first), str(second), "--cropped")
-    assert status == 0 and set(record) == {"a", "b", "distance", "p_same", "same"} and 0 <= record["p_same"] <= 1
-    assert face("enroll", "gallery", "--index", "index", "--cropped")[0] == 0
-    status, records = face("identify", "--index", "index", "queries", "--cropped")
-    assert status == 0 and len(records) == 3
-    assert all(r["identity"] in set(people.index) | {"unknown"} and r["distance"] >= 0 for r in records)
-    status, records = face("cluster", "queries", "--cropped")
-    assert status == 0 and all(isinstance(r["cluster"], int) for r in records)

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT, write_params
-from test_flow import FLOW_TINY, clone_project
+from conftest import FLOW_TINY, PROJECT_ROOT, clone_project, write_params
 
 pytestmark = pytest.mark.timeout(600)
 
