@@ -33,6 +33,10 @@ for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTI
                      "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "RAY_USAGE_STATS_ENABLED": "0"}.items():
     os.environ.setdefault(_key, _value)
 
+# Real face photos beside the project (evaluation data, never trained on; see its README).
+YALE = PROJECT_ROOT.parent / "shared" / "data" / "faces" / "yale"
+needs_yale = pytest.mark.skipif(not YALE.is_dir(), reason="needs ../shared/data/faces/yale (real photos)")
+
 # Files that take minutes, longest first (measured under `make test`): under xdist they start
 # first, on different workers, and the short files fill in around them.
 SLOWEST_FIRST = ("test_flow.py", "test_team.py", "test_flow_pipelines.py", "test_safe_runs.py", "test_serve.py", "test_tune.py", "test_dvc.py")

@@ -10,12 +10,10 @@ from PIL import Image
 from components.config import load_params
 from components.face import align, chip, dataset, identities
 from components.vision.images import ImageReadError
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, YALE, needs_yale
 
 P = load_params(PROJECT_ROOT / "params.yaml").face
-YALE = PROJECT_ROOT.parent.parent / "shared" / "data" / "faces" / "yale"
-PHOTO = next(iter(sorted(YALE.glob("subject01/normal.*"))), None) if YALE.is_dir() else None
-needs_photo = pytest.mark.skipif(PHOTO is None, reason="../shared/data/faces/yale is not here")
+PHOTO = YALE / "subject01" / "normal.png"
 # no pose, accessories or camera: what is left to vary is light, expression, age and hair
 CLEAN = P.render.model_copy(update=dict(
     yaw_std_deg=0.0, pitch_std_deg=0.0, roll_std_deg=0.0, glasses_wearers=0.0, glasses_switch=0.0, beard_share=0.0,
@@ -81,7 +79,7 @@ def test_similarity_recovers_a_known_transform():
     assert np.allclose(found[:, :2], m) and np.allclose(found[:, 2], shift)
 
 
-@needs_photo
+@needs_yale
 def test_align_finds_the_one_face_of_a_real_photo_and_crops_on_request():
     faces = align.align_file(PHOTO, 64)
     assert len(faces) == 1 and faces[0].chip.shape == (64, 64, 3) and faces[0].chip.dtype == np.uint8
@@ -102,7 +100,7 @@ def test_align_names_an_unreadable_file_and_finds_no_face_in_a_blank_one(tmp_pat
     assert align.align_file(blank, 64) == []
 
 
-@needs_photo
+@needs_yale
 def test_photo_table_reports_every_bad_photo_by_name(tmp_path):
     raw = tmp_path / "faces"
     (raw / "alice").mkdir(parents=True)
@@ -121,7 +119,7 @@ def test_photo_table_reports_every_bad_photo_by_name(tmp_path):
     assert [c is not None for c in chips] == [True, False, False, False]
 
 
-@needs_photo
+@needs_yale
 def test_dataset_holds_rendered_identities_then_user_photos_in_the_contracts_columns(tmp_path):
     (tmp_path / "carol").mkdir()
     shutil.copy(PHOTO, tmp_path / "carol" / "a.png")
@@ -135,7 +133,7 @@ def test_dataset_holds_rendered_identities_then_user_photos_in_the_contracts_col
     assert manifest.loc[manifest["source"] == "rendered", "identity"].nunique() == 3 and len(photos) == 1
 
 
-@needs_photo
+@needs_yale
 def test_face_stages_generate_validate_split_by_identity_and_gate(tmp_path):
     """The data stages on tiny data: generate (rendered + one user person), both validations
     (a person with too few photos and a photo without a face are named), the split by

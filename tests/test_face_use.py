@@ -14,12 +14,10 @@ from PIL import Image
 
 from components.config import ServeParams
 from components.serve import ServeConfig, create_app
-from conftest import PROJECT_ROOT
+from conftest import YALE, needs_yale
 from pipelines.cli import main
 
-YALE = next((p / "data" / "faces" / "yale" for p in (PROJECT_ROOT.parent / "shared",)
-             if (p / "data" / "faces" / "yale").is_dir()), None)
-pytestmark = pytest.mark.skipif(YALE is None, reason="needs ../shared/data/faces/yale (real photos)")
+pytestmark = needs_yale
 LIMITS = ServeParams(poll_seconds=0.0, max_body_bytes=2_000_000, max_image_pixels=1_000_000)
 
 

@@ -6,7 +6,7 @@ import os
 import mlflow
 import pytest
 
-from conftest import PROJECT_ROOT, cs230
+from conftest import YALE, cs230, needs_yale
 from pipelines.stages import pipeline_stages
 
 pytestmark = pytest.mark.timeout(900)
@@ -53,6 +53,7 @@ def test_day_night_flow_registers_and_classifies(project):
 
 
 
+@needs_yale
 def test_face_flow_registers_and_every_face_command_works(project):
     """The third pipeline: `face-encoder` version 1 is champion, then `cs230 face` embed, verify,
     enroll, identify and cluster work with it on rendered faces (--cropped: they are chips) and on
@@ -76,9 +77,8 @@ def test_face_flow_registers_and_every_face_command_works(project):
         for kind, i in (("gallery", ids[0]), ("queries", ids[1])):
             (work / kind / person).mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[i]).save(work / kind / person / f"{i}.png")
-    yale = PROJECT_ROOT.parent / "shared/data/faces/yale"
     (work / "real").mkdir()
-    (work / "real" / "photo.png").write_bytes((yale / "subject01" / "normal.png").read_bytes())
+    (work / "real" / "photo.png").write_bytes((YALE / "subject01" / "normal.png").read_bytes())
     (work / "broken.jpg").write_bytes(b"not an image")
     env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "PREFECT_HOME")}
 
