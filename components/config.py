@@ -94,8 +94,8 @@ class AugmentParams(Section):
     def _ranges(self):
         for name in ("speed_range", "gain_db_range", "rt60_range"):
             _ordered(name, getattr(self, name))
-        if self.speed_range[0] <= 0:
-            raise ValueError("speed_range must be > 0")
+        if self.speed_range[0] <= 0 or self.rt60_range[0] <= 0:
+            raise ValueError("speed_range and rt60_range must be > 0")
         return self
 
 
