@@ -117,6 +117,15 @@ CONTRACT_TINY = {
 }
 
 
+def train_params(pipeline: str, **overrides):
+    """params.yaml's <pipeline>.train section on one thread, with `overrides` (validated): what
+    the trainers' own tests train with."""
+    from components.config import load_params
+
+    section = getattr(load_params(), pipeline).train
+    return type(section).model_validate({**section.model_dump(), "threads": 1, **overrides})
+
+
 def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:
     """params.yaml of the project with `changes` merged into the trigger_word section (and
     `day_night` into the day_night section)."""
@@ -206,7 +215,7 @@ def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str
     import torch
 
     from components.audio.model import ModelConfig, TriggerWordModel, save_model
-    from components.audio.training import ClipDataset, TrainConfig, train
+    from components.audio.training import ClipDataset, train
     from components.config import load_params
     from components.split import read_split, run as split_run
     from components.tasks.trigger_word.scoring import evaluate
@@ -221,8 +230,8 @@ def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str
         initial.load_state_dict(net.state_dict())
         datasets = [ClipDataset(tiny_dataset, read_split(root / "split", name), samples_per_step=net.samples_per_step)
                     for name in ("train", "val")]
-        train(net, *datasets, TrainConfig(lr=5e-3, batch_size=16, max_epochs=6, patience=6, num_threads=1),
-              on_epoch=lambda epoch, metrics: None)
+        cfg = p.train.model_copy(update={"lr": 5e-3, "batch_size": 16, "max_epochs": 6, "patience": 6, "threads": 1})
+        train(net, *datasets, cfg, p.seed, on_epoch=lambda epoch, metrics: None)
         for name, model in (("trained", net), ("untrained", initial)):
             save_model(model, root / f"{name}.pt")
             (root / name).mkdir()
