@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 
 import numpy as np
@@ -14,13 +13,19 @@ from components.errors import SafetyStop
 from components.vision import numpy_net
 from components.vision.model import (ClassifierConfig, build_classifier, classifier_from_numpy,
                                      load_classifier, numpy_params, save_classifier)
-from components.vision.training import OPTIMIZERS, TrainConfig, bce_from_logits, fit
+from components.vision.training import OPTIMIZERS, bce_from_logits, fit
+from conftest import train_params
 
 SIZE = 8  # 8x8x3 toy images keep training tests fast; nothing below depends on the size
 ACTIVATIONS = numpy_net.ACTIVATIONS
 TORCH_ACTIVATIONS = {"relu": torch.relu, "leaky_relu": lambda z: F.leaky_relu(z, 0.01),
                      "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 TOY_LR = {"sgd": 0.5, "momentum": 0.5, "rmsprop": 1e-2, "adam": 3e-2}  # lrs that suit each rule here
+
+
+def config(**overrides):
+    """params.yaml's day_night.train on one thread at a constant lr (TOY_LR suit it), with `overrides`."""
+    return train_params("day_night", **{"lr_decay": 0.0, **overrides})
 
 
 def toy_day_night(n: int, seed: int, size: int = SIZE):
@@ -151,7 +156,7 @@ def test_zero_init_keeps_every_hidden_unit_identical():
 
     model = build_classifier(ClassifierConfig(hidden=(4, 3), activation="sigmoid", init="zeros",
                                               image_size=SIZE), seed=0)
-    fit(model, x, y, x, y, TrainConfig(optimizer="sgd", lr=1.0, batch_size=16, max_epochs=4))
+    fit(model, x, y, x, y, config(optimizer="sgd", lr=1.0, batch_size=16, max_epochs=4), seed=0, backend="torch")
     first = model.body[0].weight.detach().numpy()
     assert np.abs(first).max() > 1e-6 and np.ptp(first, axis=0).max() < 1e-6
 
@@ -217,9 +222,9 @@ def test_configs_are_strict():
     cfg = ClassifierConfig(hidden=(64, 32), dropout=0.2)
     assert ClassifierConfig.from_dict(cfg.to_dict()) == cfg  # lists from YAML become tuples again
     with pytest.raises(ValueError, match="optimizer"):
-        TrainConfig(optimizer="lbfgs")
-    with pytest.raises(ValueError, match="unknown"):
-        TrainConfig.from_dict({"epochs": 3})
+        config(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="epochs"):
+        config(epochs=3)
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -231,8 +236,8 @@ def test_every_optimizer_learns_the_toy_problem(optimizer, backend):
     vx, vy = toy_day_night(64, seed=1)
     model = build_classifier(ClassifierConfig(hidden=(8,), image_size=SIZE), seed=0)
     before = bce_from_logits(model.predict_logits(x), y)
-    result = fit(model, x, y, vx, vy, TrainConfig(optimizer=optimizer, lr=TOY_LR[optimizer], batch_size=16,
-                                                   max_epochs=8, weight_decay=1e-4, backend=backend))
+    result = fit(model, x, y, vx, vy, config(optimizer=optimizer, lr=TOY_LR[optimizer], batch_size=16,
+                                              max_epochs=8, weight_decay=1e-4), seed=0, backend=backend)
     assert bce_from_logits(model.predict_logits(x), y) < 0.5 * before
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[result.best_epoch - 1]["val_accuracy"] > 0.9
@@ -244,9 +249,9 @@ def test_numpy_and_torch_backends_train_the_same_model(optimizer):
     vx, vy = toy_day_night(32, seed=1)
     torch_model = build_classifier(ClassifierConfig(hidden=(8, 4), activation="tanh", image_size=SIZE), seed=0)
     numpy_model = copy.deepcopy(torch_model)
-    cfg = TrainConfig(optimizer=optimizer, lr=TOY_LR[optimizer], batch_size=16, max_epochs=3, weight_decay=1e-3)
-    a = fit(torch_model, x, y, vx, vy, cfg)
-    b = fit(numpy_model, x, y, vx, vy, dataclasses.replace(cfg, backend="numpy"))
+    cfg = config(optimizer=optimizer, lr=TOY_LR[optimizer], batch_size=16, max_epochs=3, weight_decay=1e-3)
+    a = fit(torch_model, x, y, vx, vy, cfg, seed=0, backend="torch")
+    b = fit(numpy_model, x, y, vx, vy, cfg, seed=0, backend="numpy")
     for ha, hb in zip(a.history, b.history):
         assert ha["train_loss"] == pytest.approx(hb["train_loss"], rel=1e-4)
         assert ha["val_loss"] == pytest.approx(hb["val_loss"], rel=1e-4)
@@ -259,8 +264,8 @@ def test_fit_stops_early_and_restores_the_best_epoch(backend):
     vx, vy = toy_day_night(64, seed=1)
     vy = 1 - vy  # validation labels flipped: the better the model learns, the worse val loss gets
     model = build_classifier(ClassifierConfig(hidden=(8,), image_size=SIZE), seed=0)
-    result = fit(model, x, y, vx, vy, TrainConfig(lr=1e-2, batch_size=16, max_epochs=30, patience=2,
-                                                  backend=backend))
+    result = fit(model, x, y, vx, vy, config(lr=1e-2, batch_size=16, max_epochs=30, patience=2), seed=0,
+                 backend=backend)
     val_losses = [h["val_loss"] for h in result.history]
     assert result.stop_reason == "early_stopping"
     assert result.best_epoch == int(np.argmin(val_losses)) + 1
@@ -272,7 +277,7 @@ def test_fit_respects_max_epochs_and_reports_every_epoch():
     x, y = toy_day_night(64, seed=0)
     model = build_classifier(ClassifierConfig(hidden=(8,), dropout=0.2, image_size=SIZE), seed=0)
     calls = []
-    result = fit(model, x, y, x, y, TrainConfig(max_epochs=3, patience=10),
+    result = fit(model, x, y, x, y, config(max_epochs=3, patience=10), seed=0, backend="torch",
                  on_epoch=lambda epoch, metrics: calls.append((epoch, metrics)))
     assert result.stop_reason == "max_epochs" and len(result.history) == 3
     assert [e for e, _ in calls] == [1, 2, 3] and [m for _, m in calls] == result.history
@@ -286,10 +291,10 @@ def test_learning_rate_decays_as_the_notes_give_it(backend):
     x, y = toy_day_night(64, seed=0)
     vx, vy = toy_day_night(32, seed=1)
     models = [build_classifier(ClassifierConfig(hidden=(8,), image_size=SIZE), seed=0) for _ in range(2)]
-    cfg = TrainConfig(optimizer="sgd", lr=0.1, lr_decay=0.5, max_epochs=4, patience=10, backend=backend)
-    decayed = fit(models[0], x, y, vx, vy, cfg)
+    cfg = config(optimizer="sgd", lr=0.1, lr_decay=0.5, max_epochs=4, patience=10)
+    decayed = fit(models[0], x, y, vx, vy, cfg, seed=0, backend=backend)
     assert [h["lr"] for h in decayed.history] == pytest.approx([0.1, 0.1 / 1.5, 0.1 / 2, 0.1 / 2.5])
-    constant = fit(models[1], x, y, vx, vy, dataclasses.replace(cfg, lr_decay=0.0))
+    constant = fit(models[1], x, y, vx, vy, cfg.model_copy(update={"lr_decay": 0.0}), seed=0, backend=backend)
     assert decayed.history[0]["train_loss"] == pytest.approx(constant.history[0]["train_loss"])
     assert decayed.history[-1]["train_loss"] != pytest.approx(constant.history[-1]["train_loss"])
 
@@ -299,9 +304,10 @@ def test_fit_raises_past_its_safety_stop_and_never_stops_early_on_time():
     model = build_classifier(ClassifierConfig(kind="cnn", cnn_channels=(4,), image_size=SIZE), seed=0)
     epochs = []
     with pytest.raises(SafetyStop, match="safety stop of 1e-09 min"):
-        fit(model, x, y, x, y, TrainConfig(max_epochs=10, safety_minutes=1e-9), on_epoch=lambda e, m: epochs.append(e))
+        fit(model, x, y, x, y, config(max_epochs=10, safety_minutes=1e-9), seed=0, backend="torch",
+            on_epoch=lambda e, m: epochs.append(e))
     assert epochs == [1]
-    result = fit(model, x, y, x, y, TrainConfig(max_epochs=3, patience=10))  # no stop: the whole budget
+    result = fit(model, x, y, x, y, config(max_epochs=3, patience=10), seed=0, backend="torch")  # the whole budget
     assert result.stop_reason == "max_epochs" and len(result.history) == 3 and result.threads == 1
 
 
@@ -309,9 +315,9 @@ def test_fit_rejects_bad_inputs():
     x, y = toy_day_night(16, seed=0)
     cnn = build_classifier(ClassifierConfig(kind="cnn", image_size=SIZE), seed=0)
     with pytest.raises(ValueError, match="numpy"):
-        fit(cnn, x, y, x, y, TrainConfig(backend="numpy"))
+        fit(cnn, x, y, x, y, config(), seed=0, backend="numpy")
     mlp = build_classifier(ClassifierConfig(image_size=SIZE), seed=0)
     with pytest.raises(ValueError, match="labels"):
-        fit(mlp, x, y * 2, x, y, TrainConfig())
+        fit(mlp, x, y * 2, x, y, config(), seed=0, backend="torch")
     with pytest.raises(ValueError, match="images"):
-        fit(mlp, x[:, :4], y, x, y, TrainConfig())
+        fit(mlp, x[:, :4], y, x, y, config(), seed=0, backend="torch")
