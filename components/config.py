@@ -149,6 +149,8 @@ class FeatureParams(Section):
     def _window_fits(self):
         if self.win_length > self.n_fft:
             raise ValueError(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
+        if self.hop_length > self.win_length:  # frames would skip samples
+            raise ValueError(f"hop_length ({self.hop_length}) must be <= win_length ({self.win_length})")
         if self.fmin >= self.fmax:
             raise ValueError("fmin must be < fmax")
         return self
@@ -170,6 +172,12 @@ class ModelParams(Section):
     gru_hidden: Annotated[int, Field(ge=8, le=512)] = 96
     gru_layers: Annotated[int, Field(ge=1, le=4)] = 2
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+    @model_validator(mode="after")
+    def _stride_within_kernel(self):
+        if self.conv_stride > self.conv_kernel:  # otherwise frames are skipped
+            raise ValueError(f"conv_stride ({self.conv_stride}) must be <= conv_kernel ({self.conv_kernel})")
+        return self
 
 
 class TrainParams(Section):

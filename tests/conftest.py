@@ -126,6 +126,17 @@ def train_params(pipeline: str, **overrides):
     return type(section).model_validate({**section.model_dump(), "threads": 1, **overrides})
 
 
+def trigger_word_model(**model_overrides):
+    """A TriggerWordModel (random weights) of params.yaml's trigger_word features and model
+    sections, `model_overrides` laid over the model's sizes."""
+    from components.audio.features import FeatureConfig
+    from components.audio.model import ModelConfig, TriggerWordModel
+    from components.config import load_params
+
+    p = load_params().trigger_word
+    return TriggerWordModel(FeatureConfig.from_params(p), ModelConfig.from_params(p.model, **model_overrides))
+
+
 def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:
     """params.yaml of the project with `changes` merged into the trigger_word section (and
     `day_night` into the day_night section)."""
@@ -214,6 +225,7 @@ def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str
     better at the gate's operating point."""
     import torch
 
+    from components.audio.features import FeatureConfig
     from components.audio.model import ModelConfig, TriggerWordModel, save_model
     from components.audio.training import ClipDataset, train
     from components.config import load_params
@@ -225,8 +237,9 @@ def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str
     def build(root: Path) -> None:
         split_run("trigger-word", p, tiny_dataset, root / "split")
         torch.manual_seed(0)
-        small = ModelConfig(conv_filters=16, gru_hidden=32, gru_layers=1, dropout=0.0)
-        net, initial = TriggerWordModel(model_cfg=small), TriggerWordModel(model_cfg=small)
+        features = FeatureConfig.from_params(p)
+        small = ModelConfig.from_params(p.model, conv_filters=16, gru_hidden=32, gru_layers=1, dropout=0.0)
+        net, initial = TriggerWordModel(features, small), TriggerWordModel(features, small)
         initial.load_state_dict(net.state_dict())
         datasets = [ClipDataset(tiny_dataset, read_split(root / "split", name), samples_per_step=net.samples_per_step)
                     for name in ("train", "val")]

@@ -17,10 +17,11 @@ import torch
 
 from components.audio.audio_io import AudioReadError, read_audio
 from components.audio.detection import DetectionConfig, detect
-from components.audio.model import ModelConfig, TriggerWordModel, save_model
+from components.audio.model import TriggerWordModel, save_model
 from components.refs import ModelLoadError, is_model_uri
 from components.detect import (AudioTooLong, detect_file, iter_inputs, load_detector,
                                stream_detections)
+from conftest import trigger_word_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CFG = DetectionConfig(smoothing_steps=5, refractory_s=1.0)  # params.yaml defaults
@@ -67,7 +68,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def detector(files) -> tuple[TriggerWordModel, Path]:
     """A tiny random model whose threshold sits between its silence and tone levels."""
     torch.manual_seed(0)
-    model = TriggerWordModel(model_cfg=ModelConfig(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0))
+    model = trigger_word_model(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0)
     with torch.no_grad():
         model.head.weight.mul_(10)  # random weights respond weakly: widen the gap between levels
     model.eval()

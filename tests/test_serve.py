@@ -27,11 +27,11 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from components import registry
-from components.audio.model import ModelConfig, TriggerWordModel, load_model, save_model
+from components.audio.model import load_model, save_model
 from components.config import ServeParams
 from components.detect import detect_file
 from components.serve import ServeConfig, create_app
-from conftest import PROJECT_ROOT, free_port
+from conftest import PROJECT_ROOT, free_port, trigger_word_model
 
 LIMITS = ServeParams(poll_seconds=0.0, max_body_bytes=2_000_000, max_audio_seconds=60.0)
 WORD = "serve test"  # registered as trigger-word-serve-test in the temporary store
@@ -70,7 +70,7 @@ def detectors(files) -> dict[str, Path]:
     """One tiny random model saved three times: threshold between its silence and tone
     levels ("mid"), 0.0 (fires at once: one detection per clip) and 1.01 (never fires)."""
     torch.manual_seed(0)
-    model = TriggerWordModel(model_cfg=ModelConfig(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0))
+    model = trigger_word_model(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0)
     with torch.no_grad():
         model.head.weight.mul_(10)  # widen the gap between silence and tone
     model.eval()

@@ -9,12 +9,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from components.audio.model import ModelConfig, TriggerWordModel
+from components.audio.model import TriggerWordModel
 from components.audio.training import ClipDataset, frame_metrics, train
 from components.config import load_params
 from components.errors import SafetyStop
 from components.tasks.trigger_word.fitting import train_config
-from conftest import train_params
+from conftest import train_params, trigger_word_model
 
 SR = 16000
 SAMPLES_PER_STEP = 320  # hop 160 x conv stride 2
@@ -65,7 +65,7 @@ def toy(tmp_path_factory):
 
 def new_model(seed: int = 0) -> TriggerWordModel:
     torch.manual_seed(seed)
-    return TriggerWordModel()
+    return trigger_word_model()
 
 
 def test_clip_dataset_reads_waves_and_label_rows(toy):
@@ -153,7 +153,7 @@ def test_the_safety_stop_raises_after_an_epoch_rather_than_cutting_training_shor
 def test_labels_from_another_step_size_are_rejected(toy):
     root, ids = toy
     ds = ClipDataset(root, ids[:4])  # labels.npy has one label per 20 ms
-    model = TriggerWordModel(model_cfg=ModelConfig(conv_stride=1))  # one output per 10 ms
+    model = trigger_word_model(conv_stride=1)  # one output per 10 ms
     with pytest.raises(ValueError, match="steps"):
         train(model, ds, ds, train_params("trigger_word", max_epochs=1), 0)
 

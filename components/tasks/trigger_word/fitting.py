@@ -56,12 +56,12 @@ def build_model(p: TriggerWordParams, model_overrides: dict | None = None):
     from components.audio.model import ModelConfig, TriggerWordModel
 
     torch.manual_seed(p.seed)  # the initial weights are part of the experiment
-    chosen = {**p.model.model_dump(exclude={"head"}), **(model_overrides or {})}
+    model_cfg = ModelConfig.from_params(p.model, **(model_overrides or {}))
     if p.features.frontend == "speech_embedding":
         from components.audio.embedding_model import EmbeddingWordModel, HeadConfig
-        model = EmbeddingWordModel(HeadConfig(**p.model.head.model_dump(), dropout=chosen["dropout"]))
+        model = EmbeddingWordModel(HeadConfig.from_params(p.model, dropout=model_cfg.dropout))
     else:
-        model = TriggerWordModel(FeatureConfig(**p.features.model_dump(exclude={"frontend"})), ModelConfig(**chosen))
+        model = TriggerWordModel(FeatureConfig.from_params(p), model_cfg)
     model.metadata = {"word": p.word, "slug": p.slug}
     return model
 
