@@ -137,6 +137,16 @@ def trigger_word_model(**model_overrides):
     return TriggerWordModel(FeatureConfig.from_params(p), ModelConfig.from_params(p.model, **model_overrides))
 
 
+def classifier_config(**fields):
+    """params.yaml's day_night classifier (ClassifierConfig.from_params) with `fields` replaced."""
+    import dataclasses
+
+    from components.config import load_params
+    from components.vision.model import ClassifierConfig
+
+    return dataclasses.replace(ClassifierConfig.from_params(load_params().day_night), **fields)
+
+
 def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:
     """params.yaml of the project with `changes` merged into the trigger_word section (and
     `day_night` into the day_night section)."""

@@ -12,10 +12,10 @@ from components.vision import brightness
 from components.vision.augment import augment
 from components.vision.backbone import FEATURES, EfficientNetLite0, weights_path
 from components.vision.camera import STYLES
-from components.vision.model import ClassifierConfig, build_classifier, load_classifier, save_classifier
+from components.vision.model import build_classifier, load_classifier, save_classifier
 from components.vision.scenes import GROUNDS, SceneConfig, generate
 from components.vision.training import fit
-from conftest import train_params
+from conftest import classifier_config, train_params
 
 CFG = SceneConfig()
 
@@ -72,7 +72,7 @@ def test_backbone_loads_offline_from_the_wheel_and_gives_1280_features():
 def test_pretrained_kind_trains_only_its_head_on_cached_features_and_round_trips(batch, tmp_path):
     images, frame = batch
     y = (frame["label"] == "night").to_numpy().astype(np.int64)
-    model = build_classifier(ClassifierConfig(kind="efficientnet_lite0", hidden=(8,)), seed=0)
+    model = build_classifier(classifier_config(kind="efficientnet_lite0", hidden=(8,)), seed=0)
     stem = model.backbone._conv_stem.weight.clone()
     result = fit(model, images[:60], y[:60], images[60:], y[60:],
                  train_params("day_night", max_epochs=2, patience=2, lr=3e-3, lr_decay=0.0), seed=0, backend="torch")

@@ -15,7 +15,7 @@ from components.config import load_params
 from components.gate import bootstrap_interval, difference_interval, poisson_interval, wilson_interval
 from components.tasks.day_night import TASK as dn_task
 from components.tasks.trigger_word import TASK as tw_task
-from conftest import DAY_NIGHT_TINY, TINY, train_params, write_params
+from conftest import DAY_NIGHT_TINY, TINY, classifier_config, train_params, write_params
 
 # --------------------------------------------------------------------------- statistics
 
@@ -239,7 +239,7 @@ def dn(tmp_path_factory, gate_workdir):
     from components.tasks.day_night.generate import scene_config
     from components.vision import scenes
     from components.vision.evaluation import fit_temperature
-    from components.vision.model import ClassifierConfig, build_classifier
+    from components.vision.model import build_classifier
     from components.vision.training import fit
 
     root = tmp_path_factory.mktemp("day-night-gate")
@@ -249,7 +249,7 @@ def dn(tmp_path_factory, gate_workdir):
     images, frame = scenes.generate(scene_config(p), p.seed, 1200)
     labels = (frame["label"] == "night").to_numpy().astype(np.int64)
     (train_x, val_x), (train_y, val_y) = np.split(images, [1000]), np.split(labels, [1000])
-    trained, untrained, underconfident = (build_classifier(ClassifierConfig(hidden=(16,)), seed=0) for _ in range(3))
+    trained, untrained, underconfident = (build_classifier(classifier_config(hidden=(16,)), seed=0) for _ in range(3))
     fit(trained, train_x, train_y, val_x, val_y, train_params("day_night", lr=3e-3, lr_decay=0.0, max_epochs=15,
                                                               patience=15), seed=0, backend="torch")
     underconfident.load_state_dict(trained.state_dict())

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from components.audio import embedding as emb
-from components.audio.features import strict_from_dict
+from components.checkpoint_config import strict_from_dict
 from components.audio.model import OperatingSettings
 
 if TYPE_CHECKING:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.checkpoint_config import strict_from_dict
+
 if TYPE_CHECKING:
     from components.config import TriggerWordParams
 
@@ -66,18 +68,6 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureConfig":
         return strict_from_dict(cls, d)
-
-
-def strict_from_dict(cls, d: dict):
-    """Build a config dataclass from a (checkpoint's) dict, rejecting unknown and missing keys loudly."""
-    fields = dataclasses.fields(cls)
-    unknown = set(d) - {f.name for f in fields}
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    missing = [f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING]
-    if missing:
-        raise ValueError(f"{cls.__name__} lacks keys {missing}")
-    return cls(**d)
 
 
 class LogMel(nn.Module):

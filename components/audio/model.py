@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from components.audio.detection import DetectionConfig
-from components.audio.features import FeatureConfig, LogMel, strict_from_dict
+from components.audio.features import FeatureConfig, LogMel
+from components.checkpoint_config import strict_from_dict
 
 if TYPE_CHECKING:
     from components.config import ModelParams

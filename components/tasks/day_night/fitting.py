@@ -46,11 +46,7 @@ def build(p: DayNightParams, model_overrides: dict | None = None):
     """The classifier of params.yaml's `model` section, with the tuned keys laid over it."""
     from components.vision.model import ClassifierConfig, build_classifier
 
-    m = {**p.model.model_dump(), **(model_overrides or {})}
-    cfg = ClassifierConfig(kind=m["kind"], hidden=(m["width"],) * m["depth"], activation=m["activation"],
-                           init=m["init"], dropout=m["dropout"], cnn_channels=tuple(m["cnn_channels"]),
-                           image_size=p.image_size, backbone_input=m["backbone_input"])
-    return build_classifier(cfg, seed=p.seed)
+    return build_classifier(ClassifierConfig.from_params(p, **(model_overrides or {})), seed=p.seed)
 
 
 def train_config(p: DayNightParams, overrides: dict | None = None):
