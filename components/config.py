@@ -521,6 +521,13 @@ class FaceModel(Section):
     width: Annotated[int, Field(ge=4, le=1024)] = 16  # cnn: first block's channels (doubling); head: hidden units
     depth: Annotated[int, Field(ge=0, le=6)] = 4  # cnn: conv blocks (>= 1); head: hidden layers (0: linear)
 
+    @model_validator(mode="after")
+    def _cnn_fits_the_chips(self):
+        if self.kind == "cnn" and not (1 <= self.depth and 2 ** self.depth <= self.image_size):
+            raise ValueError(f"a cnn needs depth >= 1 and image_size >= 2**depth, got depth {self.depth}, "
+                             f"image_size {self.image_size}")
+        return self
+
 
 class FaceTrain(Section):
     """face.train: the triplet-loss trainer (components/face/training.py)."""
@@ -606,6 +613,13 @@ class FaceParams(Section):
     evaluate: FaceEvaluate = FaceEvaluate()
     gate: FaceGate = FaceGate()
     export: FaceExport = FaceExport()
+
+    @model_validator(mode="after")
+    def _searched_cnns_fit_the_chips(self):
+        if "cnn" in self.tune.space.kind and 2 ** max(self.tune.space.depth) > self.model.image_size:
+            raise ValueError(f"tune.space.depth up to {max(self.tune.space.depth)} needs model.image_size >= "
+                             f"{2 ** max(self.tune.space.depth)} (one 2x2 pool per cnn block)")
+        return self
 
 
 # ------------------------------------------------------------------------------ style transfer
