@@ -459,6 +459,15 @@ class DayNightParams(Section):
             raise ValueError("model.backend numpy trains the MLP only: set model.kind mlp")
         return self
 
+    @model_validator(mode="after")
+    def _twilight_within_the_elevations(self):
+        (low, high), band = self.generate.elevation_deg, self.generate.twilight_band_deg
+        rule = self.labels.night_below_deg
+        if not (low < rule - band and rule + band < high):
+            raise ValueError(f"generate.elevation_deg {[low, high]} must lie strictly around labels.night_below_deg "
+                             f"+- generate.twilight_band_deg ({rule} +- {band})")
+        return self
+
 
 # -------------------------------------------------------------------- face (data side)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from components.config import load_params
 from components.vision import brightness
 from components.vision.augment import augment
 from components.vision.backbone import FEATURES, EfficientNetLite0, weights_path
@@ -17,7 +18,7 @@ from components.vision.scenes import GROUNDS, SceneConfig, generate
 from components.vision.training import fit
 from conftest import classifier_config, train_params
 
-CFG = SceneConfig()
+CFG = SceneConfig.from_params(load_params().day_night)  # params.yaml's renderer
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_styles_and_grounds_vary_and_rendering_is_deterministic(batch):
     held_out, held_frame = generate(dataclasses.replace(CFG, styles=("painted",)), seed=5, n=10)
     assert set(held_frame["style"]) == {"painted"} and held_out.shape == (10, 64, 64, 3)
     with pytest.raises(ValueError, match="styles"):
-        SceneConfig(styles=("polaroid",))
+        load_params(overrides=["day_night.generate.styles=[polaroid]"])
     assert set(STYLES) >= set(CFG.styles) | {"painted"}
 
 
