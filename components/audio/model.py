@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from components.config import ModelParams
 
 CHECKPOINT_FORMAT = "cs230-trigger-word/1"
+# The smoothing and refractory period of every evaluation before models saved their own (metadata["detection"])
+LEGACY_DETECTION = {"smoothing_steps": 5, "refractory_s": 1.0}
 MAX_STREAM_PIECE = 10 * 16000  # samples per internal step when a caller streams a long chunk at once
 
 
@@ -61,9 +63,8 @@ class OperatingSettings:
         """The operating settings evaluation chose and saved with this model (`threshold` and
         `metadata["detection"]`), which every consumer (detect, serve, export) uses; an argument that
         is not None overrides that one setting (the consumers' explicit flags). A model saved before
-        evaluation recorded smoothing and refractory period gets DetectionConfig's defaults for them."""
-        saved = {**dataclasses.asdict(DetectionConfig()), **self.metadata.get("detection", {}),
-                 "threshold": self.threshold}
+        evaluation recorded smoothing and refractory period gets the ones evaluation then used."""
+        saved = {**LEGACY_DETECTION, **self.metadata.get("detection", {}), "threshold": self.threshold}
         given = {"threshold": threshold, "smoothing_steps": smoothing_steps, "refractory_s": refractory_s}
         return DetectionConfig(**{**saved, **{k: v for k, v in given.items() if v is not None}})
 
