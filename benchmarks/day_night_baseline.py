@@ -64,9 +64,8 @@ def main() -> None:
           f"{threshold:.1f} is night, fitted on train)", flush=True)
     for backend in args.backends:
         model = task.build(p, baseline)
-        cfg = task.train_config(p.model_copy(update={"model": p.model.model_copy(update={"backend": backend})}), "mlp")
         started = time.perf_counter()
-        result = fit(model, *arrays["train"], *arrays["val"], cfg)
+        result = fit(model, *arrays["train"], *arrays["val"], task.train_config(p), seed=p.seed, backend=backend)
         seconds = time.perf_counter() - started
         m = classification_metrics(arrays["test"][1], model.predict_proba(arrays["test"][0]))
         print(f"{backend:6s} test accuracy {m['accuracy']:.4f}  ROC AUC {m['roc_auc']:.4f}  ECE {m['ece']:.4f} "

@@ -56,7 +56,8 @@ def champion_args(tmp: Path) -> tuple[list[str], str]:
     from components.audio.model import ModelConfig, TriggerWordModel, save_model
 
     torch.manual_seed(0)
-    model = TriggerWordModel(FeatureConfig(), ModelConfig(**params.trigger_word.model.model_dump(exclude={"head"}))).eval()
+    tw = params.trigger_word
+    model = TriggerWordModel(FeatureConfig.from_params(tw), ModelConfig.from_params(tw.model)).eval()
     save_model(model, tmp / "detector.pt")
     size = sum(p.numel() for p in model.parameters())
     return ["--model", str(tmp / "detector.pt")], f"random-weight detector ({size} parameters; no champion in mlflow.db)"

@@ -94,8 +94,8 @@ class AugmentParams(Section):
     def _ranges(self):
         for name in ("speed_range", "gain_db_range", "rt60_range"):
             _ordered(name, getattr(self, name))
-        if self.speed_range[0] <= 0:
-            raise ValueError("speed_range must be > 0")
+        if self.speed_range[0] <= 0 or self.rt60_range[0] <= 0:
+            raise ValueError("speed_range and rt60_range must be > 0")
         return self
 
 
@@ -149,6 +149,8 @@ class FeatureParams(Section):
     def _window_fits(self):
         if self.win_length > self.n_fft:
             raise ValueError(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
+        if self.hop_length > self.win_length:  # frames would skip samples
+            raise ValueError(f"hop_length ({self.hop_length}) must be <= win_length ({self.win_length})")
         if self.fmin >= self.fmax:
             raise ValueError("fmin must be < fmax")
         return self
@@ -170,6 +172,12 @@ class ModelParams(Section):
     gru_hidden: Annotated[int, Field(ge=8, le=512)] = 96
     gru_layers: Annotated[int, Field(ge=1, le=4)] = 2
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+    @model_validator(mode="after")
+    def _stride_within_kernel(self):
+        if self.conv_stride > self.conv_kernel:  # otherwise frames are skipped
+            raise ValueError(f"conv_stride ({self.conv_stride}) must be <= conv_kernel ({self.conv_kernel})")
+        return self
 
 
 class TrainParams(Section):
@@ -451,6 +459,15 @@ class DayNightParams(Section):
             raise ValueError("model.backend numpy trains the MLP only: set model.kind mlp")
         return self
 
+    @model_validator(mode="after")
+    def _twilight_within_the_elevations(self):
+        (low, high), band = self.generate.elevation_deg, self.generate.twilight_band_deg
+        rule = self.labels.night_below_deg
+        if not (low < rule - band and rule + band < high):
+            raise ValueError(f"generate.elevation_deg {[low, high]} must lie strictly around labels.night_below_deg "
+                             f"+- generate.twilight_band_deg ({rule} +- {band})")
+        return self
+
 
 # -------------------------------------------------------------------- face (data side)
 
@@ -512,6 +529,13 @@ class FaceModel(Section):
     image_size: Annotated[int, Field(ge=16, le=256)] = 64  # cnn input: chips are resized to this
     width: Annotated[int, Field(ge=4, le=1024)] = 16  # cnn: first block's channels (doubling); head: hidden units
     depth: Annotated[int, Field(ge=0, le=6)] = 4  # cnn: conv blocks (>= 1); head: hidden layers (0: linear)
+
+    @model_validator(mode="after")
+    def _cnn_fits_the_chips(self):
+        if self.kind == "cnn" and not (1 <= self.depth and 2 ** self.depth <= self.image_size):
+            raise ValueError(f"a cnn needs depth >= 1 and image_size >= 2**depth, got depth {self.depth}, "
+                             f"image_size {self.image_size}")
+        return self
 
 
 class FaceTrain(Section):
@@ -598,6 +622,13 @@ class FaceParams(Section):
     evaluate: FaceEvaluate = FaceEvaluate()
     gate: FaceGate = FaceGate()
     export: FaceExport = FaceExport()
+
+    @model_validator(mode="after")
+    def _searched_cnns_fit_the_chips(self):
+        if "cnn" in self.tune.space.kind and 2 ** max(self.tune.space.depth) > self.model.image_size:
+            raise ValueError(f"tune.space.depth up to {max(self.tune.space.depth)} needs model.image_size >= "
+                             f"{2 ** max(self.tune.space.depth)} (one 2x2 pool per cnn block)")
+        return self
 
 
 # ------------------------------------------------------------------------------ style transfer

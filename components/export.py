@@ -79,14 +79,14 @@ def build_variants(p: TriggerWordParams, teacher: TriggerWordModel, data_dir: Pa
 
     pruned, result = compress.prune_and_finetune(
         teacher, e.sparsity, train_ds, val_ds,
-        train_config(p, {"lr": e.prune_lr, "max_epochs": e.prune_epochs}), log("pruned"))
+        train_config(p, {"lr": e.prune_lr, "max_epochs": e.prune_epochs}), p.seed, log("pruned"))
     pruned.threshold = teacher.threshold  # the operating point stays the model's (see module doc)
     built["pruned"] = {"path": export_step(pruned, out / "pruned.onnx", {**meta, "variant": "pruned"}),
                        "threshold": teacher.threshold, "parameters": teacher_n,
                        "sparsity": round(compress.sparsity(pruned), 4), "finetune_epochs": len(result.history)}
 
     result = compress.distill(teacher, student, train_ds, val_ds, train_config(
-        p, {"lr": e.distill_lr, "max_epochs": e.distill_epochs, "pos_weight": 1.0}), log("distilled"))
+        p, {"lr": e.distill_lr, "max_epochs": e.distill_epochs, "pos_weight": 1.0}), p.seed, log("distilled"))
     student.threshold = pick_threshold(p, student, data_dir, split_dir)
     built["distilled"] = {"path": export_step(student, out / "distilled.onnx", {**meta, "variant": "distilled"}),
                           "threshold": student.threshold, "parameters": student_n,

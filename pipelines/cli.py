@@ -149,11 +149,11 @@ def model_error(exc, args: argparse.Namespace, word: str) -> int:
 
 def bad_detection_flags(args: argparse.Namespace) -> str | None:
     """Why the detection flags are unusable, or None."""
-    from components.audio.detection import DetectionConfig
+    from components.audio.detection import check_settings
     from components.stage_cli import detection_overrides
 
     try:
-        DetectionConfig(**detection_overrides(args))
+        check_settings(**detection_overrides(args))
     except ValueError as exc:
         return f"--{str(exc).replace('_', '-')}"
     return None

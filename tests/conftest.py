@@ -122,6 +122,36 @@ CONTRACT_TINY = {
 }
 
 
+def train_params(pipeline: str, **overrides):
+    """params.yaml's <pipeline>.train section on one thread, with `overrides` (validated): what
+    the trainers' own tests train with."""
+    from components.config import load_params
+
+    section = getattr(load_params(), pipeline).train
+    return type(section).model_validate({**section.model_dump(), "threads": 1, **overrides})
+
+
+def trigger_word_model(**model_overrides):
+    """A TriggerWordModel (random weights) of params.yaml's trigger_word features and model
+    sections, `model_overrides` laid over the model's sizes."""
+    from components.audio.features import FeatureConfig
+    from components.audio.model import ModelConfig, TriggerWordModel
+    from components.config import load_params
+
+    p = load_params().trigger_word
+    return TriggerWordModel(FeatureConfig.from_params(p), ModelConfig.from_params(p.model, **model_overrides))
+
+
+def classifier_config(**fields):
+    """params.yaml's day_night classifier (ClassifierConfig.from_params) with `fields` replaced."""
+    import dataclasses
+
+    from components.config import load_params
+    from components.vision.model import ClassifierConfig
+
+    return dataclasses.replace(ClassifierConfig.from_params(load_params().day_night), **fields)
+
+
 def write_params(path: Path, changes: dict, day_night: dict | None = None) -> Path:
     """params.yaml of the project with `changes` merged into the trigger_word section (and
     `day_night` into the day_night section)."""
@@ -210,8 +240,9 @@ def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str
     better at the gate's operating point."""
     import torch
 
+    from components.audio.features import FeatureConfig
     from components.audio.model import ModelConfig, TriggerWordModel, save_model
-    from components.audio.training import ClipDataset, TrainConfig, train
+    from components.audio.training import ClipDataset, train
     from components.config import load_params
     from components.split import read_split, run as split_run
     from components.tasks.trigger_word.scoring import evaluate
@@ -221,13 +252,14 @@ def tiny_detectors(tiny_params_file, tiny_dataset, tmp_path_factory) -> dict[str
     def build(root: Path) -> None:
         split_run("trigger-word", p, tiny_dataset, root / "split")
         torch.manual_seed(0)
-        small = ModelConfig(conv_filters=16, gru_hidden=32, gru_layers=1, dropout=0.0)
-        net, initial = TriggerWordModel(model_cfg=small), TriggerWordModel(model_cfg=small)
+        features = FeatureConfig.from_params(p)
+        small = ModelConfig.from_params(p.model, conv_filters=16, gru_hidden=32, gru_layers=1, dropout=0.0)
+        net, initial = TriggerWordModel(features, small), TriggerWordModel(features, small)
         initial.load_state_dict(net.state_dict())
         datasets = [ClipDataset(tiny_dataset, read_split(root / "split", name), samples_per_step=net.samples_per_step)
                     for name in ("train", "val")]
-        train(net, *datasets, TrainConfig(lr=5e-3, batch_size=16, max_epochs=6, patience=6, num_threads=1),
-              on_epoch=lambda epoch, metrics: None)
+        cfg = p.train.model_copy(update={"lr": 5e-3, "batch_size": 16, "max_epochs": 6, "patience": 6, "threads": 1})
+        train(net, *datasets, cfg, p.seed, on_epoch=lambda epoch, metrics: None)
         for name, model in (("trained", net), ("untrained", initial)):
             save_model(model, root / f"{name}.pt")
             (root / name).mkdir()

@@ -11,7 +11,7 @@ from components import split, validate
 from components.tasks.day_night import generate as generate_scenes
 from components.config import SceneParams, load_params
 from components.stage_cli import StageError
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, classifier_config
 
 P = load_params(PROJECT_ROOT / "params.yaml").day_night.model_copy(update={"generate": SceneParams(images=240, unseen_style_images=40)})
 
@@ -138,10 +138,10 @@ def test_the_held_out_style_is_all_in_test_unseen_style_and_never_in_train(datas
 
 def test_the_brightness_baseline_is_reported_next_to_the_model_on_every_split(dataset, tmp_path):
     from components.tasks.day_night import scoring
-    from components.vision.model import ClassifierConfig, build_classifier
+    from components.vision.model import build_classifier
 
     split.run("day-night", P, dataset, tmp_path / "split")
-    model = build_classifier(ClassifierConfig(kind="cnn", cnn_channels=(4,)), seed=0)
+    model = build_classifier(classifier_config(kind="cnn", cnn_channels=(4,)), seed=0)
     table = scoring.compare_with_baseline(model, P, dataset, tmp_path / "split", pd.read_csv(dataset / "manifest.csv"))
     assert set(table) == {"train", "val", "test", "test_unseen_style"}
     for row in table.values():

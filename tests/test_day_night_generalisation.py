@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from components.config import load_params
 from components.vision import brightness
-from components.vision.augment import AugmentConfig, augment
+from components.vision.augment import augment
 from components.vision.backbone import FEATURES, EfficientNetLite0, weights_path
 from components.vision.camera import STYLES
-from components.vision.model import ClassifierConfig, build_classifier, load_classifier, save_classifier
+from components.vision.model import build_classifier, load_classifier, save_classifier
 from components.vision.scenes import GROUNDS, SceneConfig, generate
-from components.vision.training import TrainConfig, fit
+from components.vision.training import fit
+from conftest import classifier_config, train_params
 
-CFG = SceneConfig()
+CFG = SceneConfig.from_params(load_params().day_night)  # params.yaml's renderer
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def test_styles_and_grounds_vary_and_rendering_is_deterministic(batch):
     held_out, held_frame = generate(dataclasses.replace(CFG, styles=("painted",)), seed=5, n=10)
     assert set(held_frame["style"]) == {"painted"} and held_out.shape == (10, 64, 64, 3)
     with pytest.raises(ValueError, match="styles"):
-        SceneConfig(styles=("polaroid",))
+        load_params(overrides=["day_night.generate.styles=[polaroid]"])
     assert set(STYLES) >= set(CFG.styles) | {"painted"}
 
 
@@ -48,13 +50,14 @@ def test_moonless_nights_are_dark_as_night_photos_are(batch):
 def test_augmentation_changes_pixels_keeps_shape_and_dtype_and_redraws(batch):
     images, _ = batch
     rng = np.random.default_rng(0)
-    first, second = augment(images[:16], rng, AugmentConfig(p=1.0)), augment(images[:16], rng, AugmentConfig(p=1.0))
+    always = train_params("day_night").augment.model_copy(update={"p": 1.0})
+    first, second = augment(images[:16], rng, always), augment(images[:16], rng, always)
     assert first.shape == images[:16].shape and first.dtype == np.uint8
     assert not np.array_equal(first, images[:16]) and not np.array_equal(first, second)
-    off = augment(images[:4], rng, AugmentConfig(p=0.0))
+    off = augment(images[:4], rng, always.model_copy(update={"p": 0.0}))
     assert np.abs(off.astype(int) - images[:4]).max() <= 1  # p 0: the images, give or take rounding
-    with pytest.raises(ValueError, match="chances"):
-        AugmentConfig(blur=2.0)
+    with pytest.raises(ValueError, match="blur"):  # a chance in [0, 1]
+        train_params("day_night", augment={**always.model_dump(), "blur": 2.0})
 
 
 def test_backbone_loads_offline_from_the_wheel_and_gives_1280_features():
@@ -70,9 +73,10 @@ def test_backbone_loads_offline_from_the_wheel_and_gives_1280_features():
 def test_pretrained_kind_trains_only_its_head_on_cached_features_and_round_trips(batch, tmp_path):
     images, frame = batch
     y = (frame["label"] == "night").to_numpy().astype(np.int64)
-    model = build_classifier(ClassifierConfig(kind="efficientnet_lite0", hidden=(8,)), seed=0)
+    model = build_classifier(classifier_config(kind="efficientnet_lite0", hidden=(8,)), seed=0)
     stem = model.backbone._conv_stem.weight.clone()
-    result = fit(model, images[:60], y[:60], images[60:], y[60:], TrainConfig(max_epochs=2, patience=2, lr=3e-3))
+    result = fit(model, images[:60], y[:60], images[60:], y[60:],
+                 train_params("day_night", max_epochs=2, patience=2, lr=3e-3, lr_decay=0.0), seed=0, backend="torch")
     assert len(result.history) == 2 and torch.equal(model.backbone._conv_stem.weight, stem)
     p = model.predict_proba(images[60:])
     assert p.shape == (20,) and ((p >= 0) & (p <= 1)).all()

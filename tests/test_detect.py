@@ -17,13 +17,15 @@ import torch
 
 from components.audio.audio_io import AudioReadError, read_audio
 from components.audio.detection import DetectionConfig, detect
-from components.audio.model import ModelConfig, TriggerWordModel, save_model
+from components.audio.model import TriggerWordModel, save_model
+from components.config import load_params
 from components.refs import ModelLoadError, is_model_uri
 from components.detect import (AudioTooLong, detect_file, iter_inputs, load_detector,
                                stream_detections)
+from conftest import trigger_word_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CFG = DetectionConfig(smoothing_steps=5, refractory_s=1.0)  # params.yaml defaults
+CFG = DetectionConfig.from_params(load_params().trigger_word.detection, threshold=0.5)  # smoothing 5, 1 s
 BURSTS_S = (1.0, 3.5, 6.0, 8.5)  # 0.5 s tones on digital silence: steady levels, sharp edges
 RECORD_KEYS = {"file", "duration_s", "detections"}
 
@@ -67,7 +69,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def detector(files) -> tuple[TriggerWordModel, Path]:
     """A tiny random model whose threshold sits between its silence and tone levels."""
     torch.manual_seed(0)
-    model = TriggerWordModel(model_cfg=ModelConfig(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0))
+    model = trigger_word_model(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0)
     with torch.no_grad():
         model.head.weight.mul_(10)  # random weights respond weakly: widen the gap between levels
     model.eval()

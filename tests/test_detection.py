@@ -1,5 +1,6 @@
 """Detection and event metrics (DESIGN §4): hand-built tracks with known answers."""
 
+import dataclasses
 import math
 import time
 
@@ -25,9 +26,11 @@ from components.audio.detection import (
     step_time_s,
     sweep_thresholds,
 )
+from components.config import load_params
 
 STEP = 0.02  # 20 ms output steps
 RAW = DetectionConfig(smoothing_steps=1, refractory_s=1.0, threshold=0.5)  # no smoothing
+PARAMS = DetectionConfig.from_params(load_params().trigger_word.detection, threshold=0.5)  # smoothing 5, 1 s
 
 
 def pulse(n, *spans, value=1.0):
@@ -60,11 +63,11 @@ def test_smoothing_delays_and_attenuates_detection():
     [raw] = detect(probs, STEP, RAW)
     assert raw == Detection(time_s=step_time_s(40, STEP), score=1.0)
     # window 5: 0.2, 0.4, 0.6 at steps 40, 41, 42 -> fires two steps later, at 0.6
-    [smoothed] = detect(probs, STEP, DetectionConfig(smoothing_steps=5))
+    [smoothed] = detect(probs, STEP, dataclasses.replace(PARAMS, smoothing_steps=5))
     assert smoothed.time_s == pytest.approx(43 * STEP)
     assert smoothed.score == pytest.approx(0.6)
     # a 2-step spike never gets above 2/5 with window 5
-    assert detect(pulse(100, (40, 42)), STEP, DetectionConfig(smoothing_steps=5)) == []
+    assert detect(pulse(100, (40, 42)), STEP, dataclasses.replace(PARAMS, smoothing_steps=5)) == []
 
 
 # --- detection rule --------------------------------------------------------------------
@@ -106,7 +109,7 @@ def test_crossing_inside_refractory_is_dropped_not_postponed():
 
 
 def test_zero_refractory_fires_on_every_crossing():
-    cfg = DetectionConfig(smoothing_steps=1, refractory_s=0.0)
+    cfg = dataclasses.replace(PARAMS, smoothing_steps=1, refractory_s=0.0)
     assert len(detect(pulse(50, (1, 2), (3, 4), (5, 6)), STEP, cfg)) == 3
 
 
@@ -127,7 +130,7 @@ def test_streaming_equals_offline_for_random_chunkings(seed):
 
 def test_streaming_one_step_at_a_time_and_reset():
     probs = pulse(400, (50, 60), (200, 260))
-    cfg = DetectionConfig()
+    cfg = PARAMS
     det = StreamingDetector(STEP, cfg)
     got = [d for x in probs for d in det.process(np.array([x]))]
     assert got == detect(probs, STEP, cfg) and len(got) == 2
@@ -210,8 +213,8 @@ def random_clips(rng, n):
 def test_sweep_equals_per_threshold_detect_and_score(seed):
     rng = np.random.default_rng(seed)
     clips = random_clips(rng, 30)
-    cfg = DetectionConfig(smoothing_steps=int(rng.integers(1, 6)),
-                          refractory_s=float(rng.choice([0.0, 0.3, 1.0])))
+    cfg = dataclasses.replace(PARAMS, smoothing_steps=int(rng.integers(1, 6)),
+                              refractory_s=float(rng.choice([0.0, 0.3, 1.0])))
     thresholds = np.concatenate([rng.random(25), [0.0, 0.5, 0.5, 1.0]])  # unsorted, duplicates
     curve = sweep_thresholds(clips, STEP, cfg, thresholds)
     missed, fas = slow_sweep(clips, cfg, thresholds)
@@ -230,13 +233,13 @@ def test_sweep_matches_when_clips_span_several_groups(monkeypatch):
     monkeypatch.setattr(detection, "_EVENT_BUDGET", 500)  # force many small groups
     rng = np.random.default_rng(11)
     clips, thresholds = random_clips(rng, 20), np.linspace(0, 1, 21)
-    curve = sweep_thresholds(clips, STEP, DetectionConfig(), thresholds)
-    missed, fas = slow_sweep(clips, DetectionConfig(), thresholds)
+    curve = sweep_thresholds(clips, STEP, PARAMS, thresholds)
+    missed, fas = slow_sweep(clips, PARAMS, thresholds)
     assert np.array_equal(curve.n_missed, missed) and np.array_equal(curve.n_false_accepts, fas)
 
 
 def test_sweep_without_triggers_has_nan_frr():
-    curve = sweep_thresholds([(np.full(100, 0.9), [], 2.0)], STEP, DetectionConfig(), [0.5, 0.95])
+    curve = sweep_thresholds([(np.full(100, 0.9), [], 2.0)], STEP, PARAMS, [0.5, 0.95])
     assert np.isnan(curve.frr).all()
     assert curve.fa_per_hour.tolist() == [1800.0, 0.0]
 
@@ -256,7 +259,7 @@ def bump_clips(rng, n):
 
 
 def test_frr_rises_and_fa_falls_with_threshold_on_unimodal_bumps():
-    curve = sweep_thresholds(bump_clips(np.random.default_rng(3), 40), STEP, DetectionConfig(),
+    curve = sweep_thresholds(bump_clips(np.random.default_rng(3), 40), STEP, PARAMS,
                              np.linspace(0.01, 1, 100))
     assert np.all(np.diff(curve.frr) >= 0) and np.all(np.diff(curve.fa_per_hour) <= 0)
     assert curve.frr[0] < curve.frr[-1]
@@ -283,7 +286,7 @@ def test_sweep_is_fast():
     rng = np.random.default_rng(0)
     clips = [(rng.random(500) ** 4, [(3.0, 3.5)], 10.0) for _ in range(500)]
     t0 = time.perf_counter()
-    sweep_thresholds(clips, STEP, DetectionConfig(), np.linspace(0, 1, 200))
+    sweep_thresholds(clips, STEP, PARAMS, np.linspace(0, 1, 200))
     assert time.perf_counter() - t0 < 20  # ~1 s here; generous for loaded CI
 
 
@@ -337,9 +340,9 @@ def test_det_curve_rows_are_json_safe():
 
 
 def test_plot_det_curve_writes_png(tmp_path):
-    curve = sweep_thresholds(bump_clips(np.random.default_rng(1), 10), STEP, DetectionConfig(),
+    curve = sweep_thresholds(bump_clips(np.random.default_rng(1), 10), STEP, PARAMS,
                              np.linspace(0, 1, 50))
-    no_triggers = sweep_thresholds([(np.zeros(50), [], 1.0)], STEP, DetectionConfig(), [0.5])
+    no_triggers = sweep_thresholds([(np.zeros(50), [], 1.0)], STEP, PARAMS, [0.5])
     path = tmp_path / "plots" / "det.png"
     plot_det_curve({"val": curve, "test": curve, "negatives": no_triggers}, {"val": 0.5}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -348,8 +351,8 @@ def test_plot_det_curve_writes_png(tmp_path):
 @pytest.mark.parametrize("bad", [
     lambda: smooth(np.zeros((2, 3)), 3),
     lambda: smooth(np.array([0.1, np.nan]), 3),
-    lambda: DetectionConfig(smoothing_steps=0),
-    lambda: DetectionConfig(refractory_s=-1.0),
+    lambda: dataclasses.replace(PARAMS, smoothing_steps=0),
+    lambda: dataclasses.replace(PARAMS, refractory_s=-1.0),
     lambda: detect(np.zeros(5), 0.0, RAW),
     lambda: score_clip([], [(2.0, 1.0)], 10.0),
     lambda: score_clip([], [(1.0, 2.0)], 10.0, window_after_s=-0.5),

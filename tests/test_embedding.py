@@ -6,6 +6,9 @@ import torch
 from components.audio import embedding as emb
 from components.audio.embedding_model import EmbeddingWordModel, HeadConfig
 from components.audio.model import load_model, save_model
+from components.config import load_params
+
+MODEL = load_params().trigger_word.model  # the head's dropout is the model's (0.1)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def test_streamed_embeddings_equal_whole_clip(front):
 @pytest.mark.parametrize("kind", ["mlp", "gru"])
 def test_head_streams_exactly_and_saves(kind, tmp_path):
     torch.manual_seed(0)
-    model = EmbeddingWordModel(HeadConfig(kind=kind, context_steps=4, hidden=16, layers=2)).eval()
+    model = EmbeddingWordModel(HeadConfig.from_params(MODEL, kind=kind, context_steps=4, hidden=16, layers=2)).eval()
     wave = _noise(3.0, seed=3)
     offline = torch.sigmoid(model(torch.from_numpy(model.front_end()(wave))[None]))[0].detach().numpy()
     streamer = model.stream()
@@ -86,7 +89,7 @@ def test_consumers_take_an_embedding_model(tmp_path):
     from components.audio.audio_io import write_wav
     from components.detect import detect_file
     torch.manual_seed(0)
-    model = EmbeddingWordModel(HeadConfig(context_steps=4, hidden=16)).eval()
+    model = EmbeddingWordModel(HeadConfig.from_params(MODEL, context_steps=4, hidden=16)).eval()
     wave = _noise(2.0, seed=4)
     write_wav(tmp_path / "a.wav", wave, 16000)
     cfg = model.detection_config(threshold=0.0001)

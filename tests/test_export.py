@@ -4,6 +4,7 @@ every variant carries the model's own detection settings (or the flags'), and th
 the report of four variants."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from components.detect import detect_file as torch_detect_file
 from components.ondevice import compress
 from components.ondevice.onnx_export import export_step
 from components.ondevice.runner import StepRunner, detect_file
-from conftest import PROJECT_ROOT, write_params
+from components.config import load_params
+from conftest import PROJECT_ROOT, trigger_word_model, write_params
 
 REPORT_KEYS = {"variant", "size_kb", "latency_ms_per_s", "frr", "fa_per_hour"}
 
@@ -31,8 +33,10 @@ def random_model(seed: int = 0, **sizes) -> TriggerWordModel:
     """Random weights, fitted-looking normalisation and batch-norm statistics (none of them identity)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    features = FeatureConfig(mean=tuple(rng.normal(-6, 1, 40)), std=tuple(rng.uniform(1, 3, 40)))
-    model = TriggerWordModel(features, ModelConfig(**sizes))
+    p = load_params().trigger_word
+    features = dataclasses.replace(FeatureConfig.from_params(p), mean=tuple(rng.normal(-6, 1, 40)),
+                                   std=tuple(rng.uniform(1, 3, 40)))
+    model = TriggerWordModel(features, ModelConfig.from_params(p.model, **sizes))
     with torch.no_grad():
         model.norm.running_mean.normal_(0, 0.5)
         model.norm.running_var.uniform_(0.5, 2.0)
@@ -103,7 +107,7 @@ def detector(tmp_path_factory):
     sf.write(root / "bursts.wav", wave, rate, subtype="PCM_16")
     sf.write(root / "bursts44k.wav", np.repeat(wave[::4], 11)[: 10 * 44100], 44100, subtype="PCM_16")
     torch.manual_seed(0)
-    model = TriggerWordModel(model_cfg=ModelConfig(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0)).eval()
+    model = trigger_word_model(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0).eval()
     with torch.no_grad():
         model.head.weight.mul_(10)
     probs = torch_streaming(model, sf.read(root / "bursts.wav", dtype="float32")[0])
@@ -205,12 +209,11 @@ def test_export_writes_four_variants(tiny_dataset, tmp_path, monkeypatch):
 def test_student_shrinks_to_a_quarter_of_a_small_teacher():
     """The search may pick a teacher smaller than the configured student's sizes assume (seen on a
     default run: 14,936 parameters): the student then shrinks until it fits, and export still works."""
-    from components.config import load_params
     from components.export import build_student
 
     p = load_params(PROJECT_ROOT / "params.yaml").trigger_word
-    small = TriggerWordModel(model_cfg=ModelConfig(conv_filters=32, gru_hidden=64, gru_layers=1))
-    big = TriggerWordModel()
+    small = trigger_word_model(conv_filters=32, gru_hidden=64, gru_layers=1)
+    big = trigger_word_model()
     for teacher in (small, big):
         student = build_student(p, teacher)
         assert compress.parameter_count(student) <= compress.parameter_count(teacher) / 4

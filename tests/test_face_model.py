@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.config import FaceTrain
+from components.config import FaceTrain, load_params
 from components.face import verification as ver
 from components.face.backbone import backbone_descriptors
 from components.face.encoder import EncoderConfig, build_encoder, load_encoder, save_encoder
@@ -118,7 +118,8 @@ def test_tiny_fit_lowers_loss_and_save_load_embeds_identically(tmp_path):
 
 def test_dlib_head_starts_as_dlib_and_embeds_chips_of_any_size():
     chips, _ = _tiny_data(n_ids=2, per_id=1, size=40)
-    head = build_encoder(EncoderConfig(kind="dlib_head", width=32, depth=1), seed=0)
+    head_cfg = EncoderConfig.from_params(load_params().face.model, kind="dlib_head", width=32, depth=1)
+    head = build_encoder(head_cfg, seed=0)
     desc = head.inputs(chips)
     assert desc.shape == (2, 128)
     expected = desc / np.linalg.norm(desc, axis=1, keepdims=True)
@@ -130,3 +131,14 @@ def test_backbone_cache_gives_the_same_descriptors(tmp_path):
     first = backbone_descriptors(chips, tmp_path)
     assert len(list(tmp_path.rglob("*.npy"))) == 3
     assert np.array_equal(backbone_descriptors(chips[::-1], tmp_path), first[::-1])
+
+
+def test_encoder_params_and_checkpoint_configs_are_strict():
+    with pytest.raises(ValueError, match="depth"):
+        load_params(overrides=["face.model.depth=0"])  # a cnn of no blocks
+    with pytest.raises(ValueError, match="model.image_size"):
+        load_params(overrides=["face.model.image_size=32", "face.tune.space.depth=[6]"])  # 6 pools of 32 px
+    with pytest.raises(ValueError, match="lacks"):
+        EncoderConfig.from_dict({"kind": "cnn", "width": 8, "depth": 2})
+    with pytest.raises(ValueError, match="unknown"):
+        EncoderConfig.from_dict({"kind": "cnn", "image_size": 16, "width": 8, "depth": 2, "layers": 3})

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from components.config import ServeParams
+from components.config import ServeParams, load_params
 from components.serve import ServeConfig, create_app
 from conftest import YALE, needs_yale
 from pipelines.cli import main
@@ -28,7 +28,8 @@ def work(tmp_path_factory) -> dict[str, Path]:
     from components.face.encoder import EncoderConfig, build_encoder, save_encoder
 
     d = tmp_path_factory.mktemp("face-use")
-    dlib_like = build_encoder(EncoderConfig(kind="dlib_head", width=16, depth=1), seed=0)
+    head_cfg = EncoderConfig.from_params(load_params().face.model, kind="dlib_head", width=16, depth=1)
+    dlib_like = build_encoder(head_cfg, seed=0)
     dlib_like.threshold, dlib_like.calibration = 0.4, (6.0, -15.0)
     save_encoder(dlib_like, d / "dlib" / "encoder.pt")
     save_encoder(build_encoder(EncoderConfig(kind="cnn", width=4, depth=2, image_size=32), seed=0), d / "cnn.pt")

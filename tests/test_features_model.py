@@ -9,8 +9,12 @@ import torch
 
 from components.audio.features import FeatureConfig, LogMel, fit_normalisation
 from components.audio.model import ModelConfig, TriggerWordModel, load_model, save_model
+from components.config import load_params
+from conftest import trigger_word_model
 
 SR = 16000
+P = load_params().trigger_word
+FEATURES = FeatureConfig.from_params(P)  # params.yaml's: 25 ms windows every 10 ms, 40 mel bands
 
 
 def reference_logmel(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -36,10 +40,9 @@ def noisy_tone(n_samples: int, seed: int = 0) -> np.ndarray:
 def random_eval_model(seed: int = 0) -> TriggerWordModel:
     """Random weights plus non-trivial normalisation and BatchNorm statistics."""
     torch.manual_seed(seed)
-    cfg = FeatureConfig()
-    cfg = dataclasses.replace(cfg, mean=tuple(np.linspace(-8, -2, cfg.n_mels)),
-                              std=tuple(np.linspace(1, 3, cfg.n_mels)))
-    model = TriggerWordModel(cfg, ModelConfig())
+    cfg = dataclasses.replace(FEATURES, mean=tuple(np.linspace(-8, -2, FEATURES.n_mels)),
+                              std=tuple(np.linspace(1, 3, FEATURES.n_mels)))
+    model = TriggerWordModel(cfg, ModelConfig.from_params(P.model))
     model.norm.running_mean.uniform_(-0.5, 0.5)
     model.norm.running_var.uniform_(0.5, 2.0)
     return model.eval()
@@ -49,12 +52,12 @@ def random_eval_model(seed: int = 0) -> TriggerWordModel:
 
 @pytest.mark.parametrize("n_samples", [160, 16000, 16159, 32000 + 7])
 def test_logmel_shape_is_one_frame_per_hop(n_samples):
-    out = LogMel()(torch.zeros(3, n_samples))
+    out = LogMel(FEATURES)(torch.zeros(3, n_samples))
     assert out.shape == (3, n_samples // 160, 40)
 
 
 def test_logmel_matches_numpy_reference():
-    cfg = FeatureConfig()
+    cfg = FEATURES
     wave = noisy_tone(SR)
     got = LogMel(cfg)(torch.from_numpy(wave)[None])[0].numpy()
     np.testing.assert_allclose(got, reference_logmel(wave, cfg), atol=1e-4, rtol=0)
@@ -62,7 +65,7 @@ def test_logmel_matches_numpy_reference():
 
 def test_logmel_applies_fitted_normalisation():
     wave = noisy_tone(SR)
-    cfg = fit_normalisation([wave, noisy_tone(SR, seed=1)])
+    cfg = fit_normalisation([wave, noisy_tone(SR, seed=1)], FEATURES)
     assert cfg.fitted and len(cfg.mean) == len(cfg.std) == 40
     expected = (reference_logmel(wave, cfg) - np.array(cfg.mean)) / np.array(cfg.std)
     got = LogMel(cfg)(torch.from_numpy(wave)[None])[0].numpy()
@@ -75,33 +78,35 @@ def test_logmel_frame_never_sees_the_future():
     t = 37  # frame 37 ends at sample 38 * 160
     changed = wave.clone()
     changed[:, (t + 1) * 160:] = torch.randn(1, wave.shape[1] - (t + 1) * 160)
-    a, b = LogMel()(wave), LogMel()(changed)
+    a, b = LogMel(FEATURES)(wave), LogMel(FEATURES)(changed)
     torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], atol=1e-6, rtol=0)
     assert not torch.allclose(a[:, t + 1], b[:, t + 1])
 
 
 def test_feature_config_round_trips_and_rejects_bad_input():
-    cfg = fit_normalisation([noisy_tone(4000)])
+    cfg = fit_normalisation([noisy_tone(4000)], FEATURES)
     assert FeatureConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         FeatureConfig.from_dict({**cfg.to_dict(), "n_mfcc": 13})
+    with pytest.raises(ValueError, match="lacks"):
+        FeatureConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "n_mels"})
     with pytest.raises(ValueError):
-        FeatureConfig(mean=(0.0,) * 40)  # std missing
-    with pytest.raises(ValueError):
-        FeatureConfig(win_length=600)  # longer than n_fft
+        dataclasses.replace(FEATURES, mean=(0.0,) * 40)  # std missing
+    with pytest.raises(ValueError, match="win_length"):
+        load_params(overrides=["trigger_word.features.win_length=600"])  # longer than n_fft
 
 
 # --- model --------------------------------------------------------------------------------
 
 def test_model_fits_the_size_budget():
-    model = TriggerWordModel()
+    model = trigger_word_model()
     n_params = sum(p.numel() for p in model.parameters())
     assert model.size_bytes() == 4 * n_params < 1_000_000
 
 
 @pytest.mark.parametrize("n_samples", [320, 16000, 16319, 48000 + 100])
 def test_output_steps_are_samples_over_hop_times_stride(n_samples):
-    model = TriggerWordModel().eval()
+    model = trigger_word_model().eval()
     assert model.step_seconds == pytest.approx(0.02)
     with torch.no_grad():
         logits = model(torch.zeros(2, n_samples))
@@ -162,7 +167,7 @@ def test_stream_reset_starts_a_new_clip_and_accepts_tensors():
 
 def test_streaming_requires_eval_mode():
     with pytest.raises(RuntimeError, match="eval"):
-        TriggerWordModel().train().stream()
+        trigger_word_model().train().stream()
 
 
 def test_save_load_round_trip_reproduces_outputs(tmp_path):

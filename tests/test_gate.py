@@ -15,7 +15,7 @@ from components.config import load_params
 from components.gate import bootstrap_interval, difference_interval, poisson_interval, wilson_interval
 from components.tasks.day_night import TASK as dn_task
 from components.tasks.trigger_word import TASK as tw_task
-from conftest import DAY_NIGHT_TINY, TINY, write_params
+from conftest import DAY_NIGHT_TINY, TINY, classifier_config, train_params, write_params
 
 # --------------------------------------------------------------------------- statistics
 
@@ -125,7 +125,6 @@ def test_trigger_word_gate_renders_are_fresh_voices_even_with_the_training_seed(
 
 
 def test_day_night_gate_set_depends_on_its_seed_only_and_holds_no_training_image(tmp_path, gate_workdir):
-    from components.tasks.day_night.generate import scene_config
     from components.vision import scenes
 
     small = {"gate": {"images": 120}}
@@ -138,7 +137,8 @@ def test_day_night_gate_set_depends_on_its_seed_only_and_holds_no_training_image
 
     p = load_params(tmp_path / "base.yaml").day_night
     gate_images = np.load(tmp_path / "base" / "gate" / "images.npy")
-    training, _ = scenes.generate(scene_config(p), p.gate.seed, 120)  # a dataset with the gate's own seed
+    cfg = scenes.SceneConfig.from_params(p)
+    training, _ = scenes.generate(cfg, p.gate.seed, 120)  # a dataset with the gate's own seed
     assert not {im.tobytes() for im in gate_images} & {im.tobytes() for im in training}
 
 
@@ -236,21 +236,21 @@ def dn(tmp_path_factory, gate_workdir):
     "trained" (an MLP trained for seconds), "underconfident" (the same weights at 20 times its
     temperature: the same ranking and decisions, but close to 50/50 about everything) and
     "untrained" (its initial weights), the first and the last calibrated on val."""
-    from components.tasks.day_night.generate import scene_config
     from components.vision import scenes
     from components.vision.evaluation import fit_temperature
-    from components.vision.model import ClassifierConfig, build_classifier
-    from components.vision.training import TrainConfig, fit
+    from components.vision.model import build_classifier
+    from components.vision.training import fit
 
     root = tmp_path_factory.mktemp("day-night-gate")
     p = load_params(write_params(root / "params.yaml", TINY, {**DAY_NIGHT_TINY, "gate": {"images": 300}})).day_night
     with contextlib.chdir(gate_workdir):
         gate_data.run("day-night", p, root / "gate")
-    images, frame = scenes.generate(scene_config(p), p.seed, 1200)
+    images, frame = scenes.generate(scenes.SceneConfig.from_params(p), p.seed, 1200)
     labels = (frame["label"] == "night").to_numpy().astype(np.int64)
     (train_x, val_x), (train_y, val_y) = np.split(images, [1000]), np.split(labels, [1000])
-    trained, untrained, underconfident = (build_classifier(ClassifierConfig(hidden=(16,)), seed=0) for _ in range(3))
-    fit(trained, train_x, train_y, val_x, val_y, TrainConfig(lr=3e-3, max_epochs=15, patience=15))
+    trained, untrained, underconfident = (build_classifier(classifier_config(hidden=(16,)), seed=0) for _ in range(3))
+    fit(trained, train_x, train_y, val_x, val_y, train_params("day_night", lr=3e-3, lr_decay=0.0, max_epochs=15,
+                                                              patience=15), seed=0, backend="torch")
     underconfident.load_state_dict(trained.state_dict())
     for model in (trained, untrained):  # calibrated on val, as the evaluate stage does
         model.temperature = fit_temperature(model.predict_logits(val_x), val_y)

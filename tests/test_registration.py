@@ -9,8 +9,8 @@ import pytest
 from components import gate_data, register, registry
 from components.config import load_params
 from components.stage_cli import StageError
-from components.vision.model import ClassifierConfig, build_classifier, save_classifier
-from conftest import PROJECT_ROOT, free_port
+from components.vision.model import build_classifier, save_classifier
+from conftest import PROJECT_ROOT, classifier_config, free_port
 
 P = load_params(PROJECT_ROOT / "params.yaml").day_night
 P = P.model_copy(update={"gate": P.gate.model_copy(update={"images": 200})})
@@ -33,7 +33,7 @@ def store(tmp_path, monkeypatch):
 
 
 def classifier(path, seed):
-    save_classifier(build_classifier(ClassifierConfig(kind="mlp", hidden=(8,)), seed), path)
+    save_classifier(build_classifier(classifier_config(kind="mlp", hidden=(8,)), seed), path)
     return path
 
 

@@ -1,14 +1,17 @@
 """The day/night scene renderer and user-image loading, as a specification."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from components.config import load_params
 from components.vision.images import ImageReadError, find_user_images, inspect_image, load_image
 from components.vision.scenes import SceneConfig, contact_sheet, generate, label_for, sample_spec, sky_ev
 
-CFG = SceneConfig()
+CFG = SceneConfig.from_params(load_params().day_night)  # params.yaml's renderer
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +48,10 @@ def test_labels_follow_the_sun_elevation_rule_and_night_share_is_exact(batch):
     assert [label_for(e, CFG) for e in frame.sun_elevation_deg] == frame.label.tolist()
     assert (frame.label == "night").sum() == 60
     for n, share in ((7, 0.5), (10, 0.3), (33, 0.25)):
-        _, small = generate(SceneConfig(night_share=share), seed=0, n=n)
+        _, small = generate(dataclasses.replace(CFG, night_share=share), seed=0, n=n)
         assert (small.label == "night").sum() == round(n * share)
     assert label_for(-6.01, CFG) == "night" and label_for(-6.0, CFG) == "day"
-    assert label_for(-3.0, SceneConfig(night_below_deg=-2.0)) == "night"
+    assert label_for(-3.0, dataclasses.replace(CFG, night_below_deg=-2.0)) == "night"
 
 
 def test_twilight_images_sit_on_both_sides_of_the_threshold(batch):
@@ -89,9 +92,11 @@ def test_night_images_are_darker_on_average(batch):
 
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="night_share"):
-        SceneConfig(night_share=1.5)
+        load_params(overrides=["day_night.generate.night_share=1.5"])
     with pytest.raises(ValueError, match="exposure_ev"):
-        SceneConfig(exposure_ev=(1.0, -1.0))
+        load_params(overrides=["day_night.generate.exposure_ev=[1.0, -1.0]"])
+    with pytest.raises(ValueError, match="twilight_band_deg"):  # the band must fit inside the elevations
+        load_params(overrides=["day_night.generate.twilight_band_deg=30.0"])
 
 
 def test_contact_sheet_writes_a_png(batch, tmp_path):

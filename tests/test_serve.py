@@ -27,11 +27,11 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from components import registry
-from components.audio.model import ModelConfig, TriggerWordModel, load_model, save_model
+from components.audio.model import load_model, save_model
 from components.config import ServeParams
 from components.detect import detect_file
 from components.serve import ServeConfig, create_app
-from conftest import PROJECT_ROOT, free_port
+from conftest import PROJECT_ROOT, classifier_config, free_port, trigger_word_model
 
 LIMITS = ServeParams(poll_seconds=0.0, max_body_bytes=2_000_000, max_audio_seconds=60.0)
 WORD = "serve test"  # registered as trigger-word-serve-test in the temporary store
@@ -70,7 +70,7 @@ def detectors(files) -> dict[str, Path]:
     """One tiny random model saved three times: threshold between its silence and tone
     levels ("mid"), 0.0 (fires at once: one detection per clip) and 1.01 (never fires)."""
     torch.manual_seed(0)
-    model = TriggerWordModel(model_cfg=ModelConfig(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0))
+    model = trigger_word_model(conv_filters=16, gru_hidden=16, gru_layers=1, dropout=0.0)
     with torch.no_grad():
         model.head.weight.mul_(10)  # widen the gap between silence and tone
     model.eval()
@@ -265,9 +265,9 @@ def _png_header_only(width: int, height: int) -> bytes:
 def test_images_over_the_pixel_limit_are_refused_before_decoding(detectors, tmp_path):
     from PIL import Image
 
-    from components.vision.model import ClassifierConfig, build_classifier, save_classifier
+    from components.vision.model import build_classifier, save_classifier
 
-    save_classifier(build_classifier(ClassifierConfig(kind="mlp", hidden=(8,)), seed=0), tmp_path / "classifier.pt")
+    save_classifier(build_classifier(classifier_config(kind="mlp", hidden=(8,)), seed=0), tmp_path / "classifier.pt")
     config = ServeConfig({"day-night": str(tmp_path / "classifier.pt")},
                          limits=LIMITS.model_copy(update={"max_image_pixels": 1_000_000}))
     Image.new("RGB", (1001, 1000)).save(tmp_path / "big.png")  # a few kB of PNG, 1 MP + 1000
@@ -533,9 +533,9 @@ def test_day_night_route_answers_like_cs230_classify(detectors, tmp_path):
     from PIL import Image
 
     from components.classify import classify_inputs, iter_inputs
-    from components.vision.model import ClassifierConfig, build_classifier, save_classifier
+    from components.vision.model import build_classifier, save_classifier
 
-    model = build_classifier(ClassifierConfig(kind="mlp", hidden=(8,)), seed=0)
+    model = build_classifier(classifier_config(kind="mlp", hidden=(8,)), seed=0)
     model.temperature, model.threshold = 1.5, 0.4
     save_classifier(model, tmp_path / "classifier.pt")
     rng = np.random.default_rng(0)

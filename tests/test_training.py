@@ -9,9 +9,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from components.audio.model import ModelConfig, TriggerWordModel
-from components.audio.training import ClipDataset, TrainConfig, frame_metrics, train
+from components.audio.model import TriggerWordModel
+from components.audio.training import ClipDataset, frame_metrics, train
+from components.config import load_params
 from components.errors import SafetyStop
+from components.tasks.trigger_word.fitting import train_config
+from conftest import train_params, trigger_word_model
 
 SR = 16000
 SAMPLES_PER_STEP = 320  # hop 160 x conv stride 2
@@ -62,7 +65,7 @@ def toy(tmp_path_factory):
 
 def new_model(seed: int = 0) -> TriggerWordModel:
     torch.manual_seed(seed)
-    return TriggerWordModel()
+    return trigger_word_model()
 
 
 def test_clip_dataset_reads_waves_and_label_rows(toy):
@@ -90,9 +93,9 @@ def test_training_learns_the_toy_task(toy):
     root, ids = toy
     ds = ClipDataset(root, ids[:24])
     seen = []
-    cfg = TrainConfig(lr=5e-3, batch_size=8, max_epochs=20, patience=20, pos_weight=1.0,
-                      lr_schedule="onecycle", num_threads=1)
-    result = train(new_model(), ds, ds, cfg, on_epoch=lambda e, m: seen.append((e, m)))
+    cfg = train_params("trigger_word", lr=5e-3, batch_size=8, max_epochs=20, patience=20, pos_weight=1.0,
+                       lr_schedule="onecycle")
+    result = train(new_model(), ds, ds, cfg, 0, on_epoch=lambda e, m: seen.append((e, m)))
     assert [e for e, _ in seen] == list(range(1, len(result.history) + 1))
     history = result.history
     assert set(history[0]) >= {"train_loss", "val_loss", "val_precision", "val_recall", "val_f1",
@@ -104,11 +107,11 @@ def test_training_learns_the_toy_task(toy):
 def test_training_is_deterministic_for_a_seed(toy):
     root, ids = toy
     ds = ClipDataset(root, ids[:16])
-    cfg = TrainConfig(batch_size=4, max_epochs=2, num_threads=1)
+    cfg = train_params("trigger_word", batch_size=4, max_epochs=2)
     runs = []
     for _ in range(2):
         model = new_model(seed=3)
-        result = train(model, ds, ds, cfg, on_epoch=lambda e, m: None)
+        result = train(model, ds, ds, cfg, 0, on_epoch=lambda e, m: None)
         losses = [(h["train_loss"], h["val_loss"]) for h in result.history]
         runs.append((losses, model.state_dict()))
     assert runs[0][0] == runs[1][0]
@@ -121,8 +124,8 @@ def test_a_loader_worker_process_gives_the_same_training(toy):
     ds = ClipDataset(root, ids[:8])
     losses = []
     for workers in (0, 1):
-        cfg = TrainConfig(batch_size=4, max_epochs=1, num_threads=1, num_workers=workers)
-        result = train(new_model(), ds, ds, cfg, on_epoch=lambda e, m: None)
+        result = train(new_model(), ds, ds, train_params("trigger_word", batch_size=4, max_epochs=1), 0,
+                       on_epoch=lambda e, m: None, workers=workers)
         losses.append((result.history[0]["train_loss"], result.history[0]["val_loss"]))
     assert losses[0] == losses[1]
 
@@ -132,7 +135,7 @@ def test_training_fits_feature_normalisation_and_keeps_the_best_epoch(toy):
     ds = ClipDataset(root, ids[:8])
     model = new_model()
     assert not model.feature_config.fitted
-    result = train(model, ds, ds, TrainConfig(batch_size=4, max_epochs=3, num_threads=1),
+    result = train(model, ds, ds, train_params("trigger_word", batch_size=4, max_epochs=3), 0,
                    on_epoch=lambda e, m: None)
     assert model.feature_config.fitted and not model.training
     best = min(h["val_loss"] for h in result.history)
@@ -143,23 +146,26 @@ def test_the_safety_stop_raises_after_an_epoch_rather_than_cutting_training_shor
     root, ids = toy
     ds = ClipDataset(root, ids[:4])
     with pytest.raises(SafetyStop, match="safety stop of 1e-06 min"):
-        train(new_model(), ds, ds, TrainConfig(max_epochs=5, safety_minutes=1e-6, num_threads=1))
+        train(new_model(), ds, ds, train_params("trigger_word", max_epochs=5, safety_minutes=1e-6), 0)
     assert capsys.readouterr().out.count("val_loss") == 1  # no callback: one printed line per epoch
 
 
 def test_labels_from_another_step_size_are_rejected(toy):
     root, ids = toy
     ds = ClipDataset(root, ids[:4])  # labels.npy has one label per 20 ms
-    model = TriggerWordModel(model_cfg=ModelConfig(conv_stride=1))  # one output per 10 ms
+    model = trigger_word_model(conv_stride=1)  # one output per 10 ms
     with pytest.raises(ValueError, match="steps"):
-        train(model, ds, ds, TrainConfig(max_epochs=1))
+        train(model, ds, ds, train_params("trigger_word", max_epochs=1), 0)
 
 
-def test_train_config_rejects_unknown_keys_and_bad_values():
-    assert TrainConfig.from_dict({"lr": 1e-3}).lr == 1e-3
-    with pytest.raises(ValueError, match="unknown"):
-        TrainConfig.from_dict({"learning_rate": 1e-3})
+def test_train_config_rejects_unknown_keys_and_bad_values(toy):
+    p = load_params().trigger_word
+    assert train_config(p, {"lr": 1e-3}).lr == 1e-3
+    with pytest.raises(ValueError, match="learning_rate"):
+        train_config(p, {"learning_rate": 1e-3})
     with pytest.raises(ValueError):
-        TrainConfig(lr_schedule="exponential")
-    with pytest.raises(ValueError):
-        TrainConfig(num_workers=4)
+        train_config(p, {"lr_schedule": "exponential"})
+    root, ids = toy
+    ds = ClipDataset(root, ids[:4])
+    with pytest.raises(ValueError, match="workers"):
+        train(new_model(), ds, ds, train_params("trigger_word", max_epochs=1), 0, workers=4)

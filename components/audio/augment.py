@@ -7,11 +7,11 @@ functions take and return float32 mono audio and draw randomness only from the c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import soxr
 from scipy import signal
+
+from components.config import AugmentParams
 
 # Corner (or centre) frequency ranges for random_eq's tone colouring: bass boost/cut, presence
 # or air boost/cut, and one resonance in the speech band (a cheap mic or a small loudspeaker).
@@ -130,30 +130,10 @@ def apply_gain_db(x: np.ndarray, gain_db: float) -> np.ndarray:
     return np.asarray(x, dtype=np.float32) * np.float32(10 ** (gain_db / 20))
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Ranges the augmentations draw from (uniformly); the project config builds this from params.yaml."""
-
-    speed_range: tuple[float, float] = (0.9, 1.1)  # +-10 % tempo/pitch: natural speaker variation, words stay intelligible
-    gain_db_range: tuple[float, float] = (-6.0, 6.0)  # near/far talker; SNR mixing sets the overall level
-    reverb_prob: float = 0.5  # half the clips dry, as with close-talking microphones
-    rt60_range: tuple[float, float] = (0.15, 0.8)  # small treated room to a large living room
-    eq_prob: float = 0.5  # half the words through a coloured channel (phone, cheap mic)
-
-    def __post_init__(self) -> None:
-        for name in ("speed_range", "gain_db_range", "rt60_range"):
-            low, high = getattr(self, name)
-            if not low <= high:
-                raise ValueError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
-        if not (self.speed_range[0] > 0 and self.rt60_range[0] > 0):
-            raise ValueError("speed_range and rt60_range must be positive")
-        for name in ("reverb_prob", "eq_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
-
-
-def augment_word(x: np.ndarray, rng: np.random.Generator, sample_rate: int, cfg: AugmentConfig) -> np.ndarray:
+def augment_word(x: np.ndarray, rng: np.random.Generator, sample_rate: int, cfg: AugmentParams) -> np.ndarray:
     """Speed, then (with probability ``cfg.eq_prob``) EQ, then gain, applied to one isolated word render.
+
+    ``cfg`` is params.yaml's trigger_word.augment: the ranges are drawn from uniformly.
 
     Reverb is not applied here: the clip assembler reverberates the whole speech track, as one
     room colours every word in a clip.

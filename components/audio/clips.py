@@ -78,14 +78,11 @@ def assemble_clip(spec: ClipSpec, bank: SpeechBank, recordings: dict, p) -> tupl
     rng = np.random.default_rng(list(spec.seed))
     sr = p.audio.sample_rate
     n = int(round(spec.duration_s * sr))
-    aug = augment.AugmentConfig(speed_range=tuple(p.augment.speed_range), gain_db_range=tuple(p.augment.gain_db_range),
-                                reverb_prob=p.augment.reverb_prob, rt60_range=tuple(p.augment.rt60_range),
-                                eq_prob=p.augment.eq_prob)
 
     triggers = bank.indices(spec.group, "trigger")
     chosen = [("trigger", triggers[int(rng.integers(len(triggers)))]) for _ in range(spec.n_triggers) if triggers]
     chosen += [("negative", i) for i in _pick_negatives(spec, bank, p, rng)]
-    words = [augment.augment_word(bank.audio[i], rng, sr, aug) for _, i in chosen]
+    words = [augment.augment_word(bank.audio[i], rng, sr, p.augment) for _, i in chosen]
     starts = place_without_overlap([len(w) for w in words], n, int(p.clips.min_gap_s * sr), rng)
     while starts is None:  # too many words for the clip: drop negatives first, then triggers
         drop = max(i for i, (role, _) in enumerate(chosen) if role == "negative") \

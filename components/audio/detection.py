@@ -31,9 +31,12 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from components.config import DetectionParams
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +45,28 @@ _EVENT_BUDGET = 2_000_000  # crossing events held at once by sweep_thresholds (~
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    smoothing_steps: int = 5  # 5 x 20 ms = 100 ms: removes single-step spikes, adds ~40 ms delay
-    refractory_s: float = 1.0  # longer than any trigger word, so one detection per utterance
-    threshold: float = 0.5  # placeholder; the evaluate stage picks the operating point
+    """How probabilities become detections: params.yaml's trigger_word.detection with the threshold
+    evaluation picks (saved with the model), or a command's flags over a model's saved settings."""
+    smoothing_steps: int
+    refractory_s: float
+    threshold: float
 
-    def __post_init__(self):
-        if not isinstance(self.smoothing_steps, (int, np.integer)) or self.smoothing_steps < 1:
-            raise ValueError(f"smoothing_steps must be an int >= 1, got {self.smoothing_steps!r}")
-        if not (math.isfinite(self.refractory_s) and self.refractory_s >= 0):
-            raise ValueError(f"refractory_s must be finite and >= 0, got {self.refractory_s!r}")
-        if not math.isfinite(self.threshold):
-            raise ValueError(f"threshold must be finite, got {self.threshold!r}")
+    @classmethod
+    def from_params(cls, section: DetectionParams, threshold: float) -> "DetectionConfig":
+        return cls(smoothing_steps=section.smoothing_steps, refractory_s=section.refractory_s, threshold=threshold)
+
+    def __post_init__(self):  # a model file's settings and a command's flags (params are checked in config.py)
+        check_settings(smoothing_steps=self.smoothing_steps, refractory_s=self.refractory_s, threshold=self.threshold)
+
+
+def check_settings(smoothing_steps=None, refractory_s=None, threshold=None) -> None:
+    """A one-line ValueError, starting with the setting's name, for the first given setting unusable."""
+    if smoothing_steps is not None and (not isinstance(smoothing_steps, (int, np.integer)) or smoothing_steps < 1):
+        raise ValueError(f"smoothing_steps must be an int >= 1, got {smoothing_steps!r}")
+    if refractory_s is not None and not (math.isfinite(refractory_s) and refractory_s >= 0):
+        raise ValueError(f"refractory_s must be finite and >= 0, got {refractory_s!r}")
+    if threshold is not None and not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from components.audio import embedding as emb
-from components.audio.features import strict_from_dict
+from components.checkpoint_config import strict_from_dict
 from components.audio.model import OperatingSettings
+
+if TYPE_CHECKING:
+    from components.config import ModelParams
 
 CHECKPOINT_FORMAT = "cs230-trigger-word-embedding/1"
 HEAD_KINDS = ("mlp", "gru")
@@ -28,17 +32,18 @@ HEAD_KINDS = ("mlp", "gru")
 
 @dataclass(frozen=True)
 class HeadConfig:
-    kind: str = "mlp"
-    context_steps: int = 16  # 16 x 80 ms = 1.28 s of embeddings, as openWakeWord's heads see
-    hidden: int = 128
-    layers: int = 2
-    dropout: float = 0.1
+    """The head's shape, saved in its checkpoint: params.yaml's trigger_word.model.head with the
+    model's dropout (checked there)."""
 
-    def __post_init__(self) -> None:
-        if self.kind not in HEAD_KINDS:
-            raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
-        if min(self.context_steps, self.hidden, self.layers) < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"HeadConfig needs sizes >= 1 and dropout in [0, 1): {self}")
+    kind: str
+    context_steps: int
+    hidden: int
+    layers: int
+    dropout: float
+
+    @classmethod
+    def from_params(cls, model: ModelParams, **overrides) -> "HeadConfig":
+        return cls(**{**model.head.model_dump(), "dropout": model.dropout, **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -49,8 +54,10 @@ class EmbeddingWordModel(OperatingSettings, nn.Module):
     step_seconds = emb.STEP_SECONDS
     sample_rate = emb.SAMPLE_RATE
 
-    def __init__(self, cfg: HeadConfig = HeadConfig(), threshold: float = 0.5):
+    def __init__(self, cfg: HeadConfig, threshold: float = 0.5):
         super().__init__()
+        if cfg.kind not in HEAD_KINDS:  # a checkpoint's: params are checked by components/config.py
+            raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {cfg.kind!r}")
         self.cfg = cfg
         self.threshold = float(threshold)
         self.metadata: dict = {}

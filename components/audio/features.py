@@ -9,34 +9,41 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import librosa
 import numpy as np
 import torch
 from torch import nn
 
+from components.checkpoint_config import strict_from_dict
+
+if TYPE_CHECKING:
+    from components.config import TriggerWordParams
+
 LOG_FLOOR = 1e-6  # keeps log() finite on digital silence; well below any real noise floor
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    sample_rate: int = 16000
-    win_length: int = 400  # 25 ms analysis window
-    hop_length: int = 160  # 10 ms between frames
-    n_fft: int = 512  # next power of two above win_length; the window is zero-padded to it
-    n_mels: int = 40  # enough for speech at 16 kHz and keeps the conv input small
-    fmin: float = 20.0
-    fmax: float = 7600.0  # just under Nyquist: the top band is mostly resampler roll-off
+    """The log-mel front end a model was built with, saved in its checkpoint: params.yaml's
+    trigger_word.features (and audio.sample_rate), checked there; mean/std are the fitted stats."""
+
+    sample_rate: int
+    win_length: int
+    hop_length: int
+    n_fft: int
+    n_mels: int
+    fmin: float
+    fmax: float
     mean: tuple[float, ...] | None = None  # per-mel-channel stats, set by fit_normalisation
     std: tuple[float, ...] | None = None
 
-    def __post_init__(self) -> None:
-        if not 0 < self.hop_length <= self.win_length <= self.n_fft:
-            raise ValueError("need 0 < hop_length <= win_length <= n_fft, got "
-                             f"{self.hop_length}, {self.win_length}, {self.n_fft}")
-        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
-            raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got {self.fmin}, {self.fmax}")
+    @classmethod
+    def from_params(cls, p: TriggerWordParams) -> "FeatureConfig":
+        return cls(sample_rate=p.audio.sample_rate, **p.features.model_dump(exclude={"frontend"}))
+
+    def __post_init__(self) -> None:  # the stats: a loaded checkpoint's, or fit_normalisation's
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std must both be set or both be None")
         for name in ("mean", "std"):
@@ -63,19 +70,10 @@ class FeatureConfig:
         return strict_from_dict(cls, d)
 
 
-def strict_from_dict(cls, d: dict):
-    """Build a config dataclass from a dict, rejecting unknown keys loudly."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    return cls(**d)
-
-
 class LogMel(nn.Module):
     """waveform [B, N] float -> normalised log-mel [B, N // hop_length, n_mels]."""
 
-    def __init__(self, cfg: FeatureConfig = FeatureConfig()):
+    def __init__(self, cfg: FeatureConfig):
         super().__init__()
         self.cfg = dataclasses.replace(cfg, mean=None, std=None)  # stats live in the buffers
         # The Hann window sits at the START of each n_fft frame, so frame t's non-zero
@@ -142,7 +140,7 @@ class LogMel(nn.Module):
         return (logmel - self.mean) / self.std
 
 
-def fit_normalisation(waves: Iterable, cfg: FeatureConfig = FeatureConfig()) -> FeatureConfig:
+def fit_normalisation(waves: Iterable, cfg: FeatureConfig) -> FeatureConfig:
     """Per-mel-channel mean/std of the raw log-mel over `waves` (1-D arrays or tensors).
 
     Returns `cfg` with the stats filled in. Statistics are accumulated in float64 one

@@ -8,36 +8,40 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from components.audio.detection import DetectionConfig
-from components.audio.features import FeatureConfig, LogMel, strict_from_dict
+from components.audio.features import FeatureConfig, LogMel
+from components.checkpoint_config import strict_from_dict
+
+if TYPE_CHECKING:
+    from components.config import ModelParams
 
 CHECKPOINT_FORMAT = "cs230-trigger-word/1"
+# The smoothing and refractory period of every evaluation before models saved their own (metadata["detection"])
+LEGACY_DETECTION = {"smoothing_steps": 5, "refractory_s": 1.0}
 MAX_STREAM_PIECE = 10 * 16000  # samples per internal step when a caller streams a long chunk at once
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    conv_filters: int = 64
-    conv_kernel: int = 5  # 5 frames = 65 ms of context for the front end (window included)
-    conv_stride: int = 2  # one output step per 20 ms halves the GRU's work
-    gru_hidden: int = 96
-    gru_layers: int = 2
-    dropout: float = 0.1
-    # Sizes keep the model ~116k parameters (< 0.5 MB fp32): small enough for a microcontroller-class
-    # budget and fast enough to train on 2 CPU cores.
+    """The network's sizes, saved in its checkpoint: params.yaml's trigger_word.model (checked there)."""
 
-    def __post_init__(self) -> None:
-        if min(self.conv_filters, self.conv_kernel, self.conv_stride, self.gru_hidden, self.gru_layers) < 1:
-            raise ValueError(f"all ModelConfig sizes must be >= 1: {self}")
-        if self.conv_stride > self.conv_kernel:
-            raise ValueError("conv_stride must be <= conv_kernel (otherwise frames are skipped)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+    conv_filters: int
+    conv_kernel: int
+    conv_stride: int
+    gru_hidden: int
+    gru_layers: int
+    dropout: float
+
+    @classmethod
+    def from_params(cls, section: ModelParams, **overrides) -> "ModelConfig":
+        """The model section (its speech-embedding head aside), `overrides` (tuned keys) laid over it."""
+        return cls(**{**section.model_dump(exclude={"head"}), **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -59,9 +63,8 @@ class OperatingSettings:
         """The operating settings evaluation chose and saved with this model (`threshold` and
         `metadata["detection"]`), which every consumer (detect, serve, export) uses; an argument that
         is not None overrides that one setting (the consumers' explicit flags). A model saved before
-        evaluation recorded smoothing and refractory period gets DetectionConfig's defaults for them."""
-        saved = {**dataclasses.asdict(DetectionConfig()), **self.metadata.get("detection", {}),
-                 "threshold": self.threshold}
+        evaluation recorded smoothing and refractory period gets the ones evaluation then used."""
+        saved = {**LEGACY_DETECTION, **self.metadata.get("detection", {}), "threshold": self.threshold}
         given = {"threshold": threshold, "smoothing_steps": smoothing_steps, "refractory_s": refractory_s}
         return DetectionConfig(**{**saved, **{k: v for k, v in given.items() if v is not None}})
 
@@ -75,8 +78,7 @@ class OperatingSettings:
 class TriggerWordModel(OperatingSettings, nn.Module):
     """forward(wave [B, N]) -> logits [B, N // (hop_length * conv_stride)]."""
 
-    def __init__(self, feature_cfg: FeatureConfig = FeatureConfig(),
-                 model_cfg: ModelConfig = ModelConfig(), threshold: float = 0.5):
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig, threshold: float = 0.5):
         super().__init__()
         self.model_cfg = model_cfg
         self.threshold = float(threshold)  # operating point, set by evaluation; saved with the model

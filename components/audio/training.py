@@ -20,11 +20,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from components.audio.features import fit_normalisation, strict_from_dict
+from components.audio.features import fit_normalisation
 from components.audio.model import TriggerWordModel
+from components.config import TrainParams
 from components.errors import check_safety_stop
 
-LR_SCHEDULES = ("plateau", "onecycle", "cosine", "constant")
+PLATEAU_PATIENCE = 1  # lr_schedule plateau: epochs without a better val loss before the LR halves
+GRAD_CLIP = 5.0  # global-norm clip: guards the GRU against rare exploding steps
+NORM_CLIPS = 200  # training clips sampled to fit the log-mel normalisation
+EVAL_BATCH = 64
 
 
 class ClipDataset(Dataset):
@@ -75,47 +79,6 @@ class ClipDataset(Dataset):
         return torch.from_numpy(wave), torch.from_numpy(self.labels(i, len(wave)))
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    lr: float = 2e-3  # peak LR for AdamW; GRUs of this size train stably up to ~5e-3
-    batch_size: int = 32
-    max_epochs: int = 30
-    patience: int = 4  # epochs without val-loss improvement before stopping
-    pos_weight: float = 5.0  # positives are ~5% of steps; up-weight them so recall is not starved
-    weight_decay: float = 0.0
-    # "plateau" (default): halve the LR after `plateau_patience` epochs without val improvement.
-    # It needs no horizon, so it composes with early stopping.
-    # "onecycle"/"cosine" anneal over max_epochs (best when the run is known to use them all).
-    lr_schedule: str = "plateau"
-    plateau_patience: int = 1
-    grad_clip: float = 5.0  # global-norm clip: guards the GRU against rare exploding steps
-    seed: int = 0
-    num_workers: int = 0  # 0 or 1: audio decoding is cheap next to the GRU on 2 cores
-    # torch intra-op threads (None leaves the process setting). 1 is deliberate: this GRU's
-    # per-step matmuls are too small to split well (2 threads: ~+15% when the box is idle),
-    # and OpenMP threads stall badly when another process shares the cores (measured 6x slower).
-    num_threads: int | None = 1
-    # Wall-clock safety stop (None: none): past it, training raises SafetyStop after the
-    # current epoch. It never shortens a run into a different model: budgets are epochs.
-    safety_minutes: float | None = None
-    norm_clips: int = 200  # training clips sampled to fit the log-mel normalisation
-    eval_batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.num_workers not in (0, 1):
-            raise ValueError("num_workers must be 0 or 1")
-        if min(self.batch_size, self.max_epochs, self.patience, self.norm_clips) < 1:
-            raise ValueError(f"batch_size, max_epochs, patience and norm_clips must be >= 1: {self}")
-        if self.lr <= 0 or self.pos_weight <= 0 or (self.safety_minutes is not None and self.safety_minutes <= 0):
-            raise ValueError("lr, pos_weight and safety_minutes must be > 0")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return strict_from_dict(cls, d)
-
-
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)  # one metrics dict per epoch
@@ -138,10 +101,10 @@ def frame_metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float = 
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def evaluate(model: TriggerWordModel, ds: Dataset, cfg: TrainConfig, loss_fn: nn.Module) -> dict:
+def evaluate(model: TriggerWordModel, ds: Dataset, loss_fn: nn.Module, workers: int = 0) -> dict:
     """Mean per-step loss and frame metrics of `model` (eval mode) on `ds`."""
     model.eval()
-    loader = DataLoader(ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+    loader = DataLoader(ds, batch_size=EVAL_BATCH, num_workers=workers)
     total, n, probs, labels = 0.0, 0, [], []
     with torch.inference_mode():
         for wave, y in loader:
@@ -154,7 +117,7 @@ def evaluate(model: TriggerWordModel, ds: Dataset, cfg: TrainConfig, loss_fn: nn
     return {"loss": total / max(n, 1), **metrics}
 
 
-def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
+def _scheduler(opt, cfg: TrainParams, steps_per_epoch: int):
     """Returns (scheduler, per_batch): per_batch schedulers step every batch, others per epoch."""
     if cfg.lr_schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
@@ -163,13 +126,13 @@ def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs * steps_per_epoch), True
     if cfg.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, factor=0.5, patience=cfg.plateau_patience), False
+            opt, factor=0.5, patience=PLATEAU_PATIENCE), False
     return None, False
 
 
-def _fit_features(model: TriggerWordModel, train_ds: ClipDataset, cfg: TrainConfig) -> None:
-    rng = np.random.default_rng(cfg.seed)
-    idx = rng.choice(len(train_ds), size=min(cfg.norm_clips, len(train_ds)), replace=False)
+def _fit_features(model: TriggerWordModel, train_ds: ClipDataset, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(train_ds), size=min(NORM_CLIPS, len(train_ds)), replace=False)
     fitted = fit_normalisation((train_ds.wave(int(i)) for i in sorted(idx)), model.features.cfg)
     model.features.set_normalisation(fitted.mean, fitted.std)
 
@@ -213,10 +176,13 @@ def _train_epoch(model, loader, loss_fn, opt, batch_sched, grad_clip) -> tuple[f
     return total / n, n
 
 
-def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
-          cfg: TrainConfig = TrainConfig(),
-          on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset, cfg: TrainParams, seed: int,
+          on_epoch: Callable[[int, dict], None] | None = None, workers: int = 0) -> TrainResult:
     """Fit feature normalisation on `train_ds` (log-mel models), then train `model` in place.
+
+    `cfg` is params.yaml's trigger_word.train (cfg.threads 0 leaves the process's torch threads);
+    `seed` (trigger_word.seed) draws the normalisation clips, batch order and dropout masks.
+    `workers` DataLoader processes, 0 or 1: audio decoding is cheap next to the GRU on 2 cores.
 
     `train_ds` yields (model input, per-step labels): waveforms for a log-mel TriggerWordModel,
     cached embeddings (embedding_cache.EmbeddingDataset) for an EmbeddingWordModel.
@@ -230,26 +196,26 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
     start = time.perf_counter()
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"need non-empty train and val sets, got {len(train_ds)} and {len(val_ds)} clips")
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    if workers not in (0, 1):
+        raise ValueError(f"workers must be 0 or 1, got {workers}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     with _deterministic_algorithms():
-        torch.manual_seed(cfg.seed)  # dropout masks
+        torch.manual_seed(seed)  # dropout masks
         if isinstance(model, TriggerWordModel):  # the embedding heads train on cached, fixed features
             _check_alignment(model, train_ds)
-            _fit_features(model, train_ds, cfg)
+            _fit_features(model, train_ds, seed)
         loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(cfg.seed),
-                            num_workers=cfg.num_workers)
+                            generator=torch.Generator().manual_seed(seed), num_workers=workers)
         loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(cfg.pos_weight))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched, per_batch = _scheduler(opt, cfg, len(loader))
         result, best_state, stale = TrainResult(threads=torch.get_num_threads()), None, 0
         for epoch in range(1, cfg.max_epochs + 1):
             t0 = time.perf_counter()
-            train_loss, n = _train_epoch(model, loader, loss_fn, opt, sched if per_batch else None,
-                                         cfg.grad_clip)
+            train_loss, n = _train_epoch(model, loader, loss_fn, opt, sched if per_batch else None, GRAD_CLIP)
             train_s = time.perf_counter() - t0
-            val = evaluate(model, val_ds, cfg, loss_fn)
+            val = evaluate(model, val_ds, loss_fn, workers)
             metrics = {"train_loss": train_loss, "val_loss": val["loss"],
                        "val_precision": val["precision"], "val_recall": val["recall"],
                        "val_f1": val["f1"], "lr": opt.param_groups[0]["lr"],

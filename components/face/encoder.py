@@ -17,11 +17,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from components.checkpoint_config import strict_from_dict
+
+if TYPE_CHECKING:
+    from components.config import FaceModel
 
 CHECKPOINT_FORMAT = "cs230-face-encoder/1"
 KINDS = ("cnn", "dlib_head")
@@ -30,30 +36,26 @@ EMBEDDING_DIM = 128
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    kind: str = "cnn"
-    # cnn: chips are resized to image_size; `depth` blocks of conv3x3 + BN + ReLU + 2x2 max pool, the
-    # first with `width` channels, doubling per block. dlib_head: `depth` hidden layers of `width` units.
-    image_size: int = 64
-    width: int = 16
-    depth: int = 4
+    """The encoder's shape, saved in its checkpoint: params.yaml's face.model (checked there).
 
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if min(self.image_size, self.width) < 1 or self.depth < 0:
-            raise ValueError(f"image_size and width must be >= 1, depth >= 0: {self}")
-        if self.kind == "cnn" and (not 1 <= self.depth <= 6 or self.image_size < 2 ** self.depth):
-            raise ValueError(f"a cnn needs 1..6 blocks and image_size >= 2**depth: {self}")
+    cnn: chips are resized to image_size; `depth` blocks of conv3x3 + BN + ReLU + 2x2 max pool, the
+    first with `width` channels, doubling per block. dlib_head: `depth` hidden layers of `width` units."""
+
+    kind: str
+    image_size: int
+    width: int
+    depth: int
+
+    @classmethod
+    def from_params(cls, section: FaceModel, **overrides) -> "EncoderConfig":
+        return cls(**{**section.model_dump(), **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown EncoderConfig keys: {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
 
 def check_chips(chips: np.ndarray) -> np.ndarray:
@@ -68,8 +70,10 @@ class FaceEncoder(nn.Module):
     float chips [B, 3, s, s] in 0..1 (cnn) or dlib descriptors [B, 128] (dlib_head). Use `inputs()`
     to make them from uint8 chips, or `embed()` for the whole way."""
 
-    def __init__(self, cfg: EncoderConfig = EncoderConfig()):
+    def __init__(self, cfg: EncoderConfig):
         super().__init__()
+        if cfg.kind not in KINDS:  # a checkpoint's: params are checked by components/config.py
+            raise ValueError(f"kind must be one of {KINDS}, got {cfg.kind!r}")
         self.cfg = cfg
         self.threshold = 0.6  # distance at or below which two faces are the same person; set by evaluation
         self.calibration = (0.0, 0.0)  # (intercept, slope) of p_same on distance; set by evaluation

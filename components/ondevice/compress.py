@@ -22,7 +22,8 @@ from torch.nn.utils import prune
 from torch.utils.data import Dataset
 
 from components.audio.model import TriggerWordModel
-from components.audio.training import ClipDataset, TrainConfig, TrainResult, train
+from components.audio.training import ClipDataset, TrainResult, train
+from components.config import TrainParams
 from components.ondevice.onnx_export import FRONT_END_NODES, set_metadata
 
 
@@ -57,11 +58,11 @@ def sparsity(model: TriggerWordModel) -> float:
 
 
 def prune_and_finetune(model: TriggerWordModel, amount: float, train_ds: ClipDataset, val_ds: ClipDataset,
-                       cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None
+                       cfg: TrainParams, seed: int, on_epoch: Callable[[int, dict], None] | None = None
                        ) -> tuple[TriggerWordModel, TrainResult]:
     """A pruned copy of `model` (eval mode), fine-tuned; `model` itself is left as it was."""
     pruned = add_pruning_masks(copy.deepcopy(model), amount)
-    result = train(pruned, train_ds, val_ds, cfg, on_epoch=on_epoch)
+    result = train(pruned, train_ds, val_ds, cfg, seed, on_epoch=on_epoch)
     return remove_pruning_masks(pruned).eval(), result
 
 
@@ -107,7 +108,7 @@ class TeacherTargets(Dataset):
 
 
 def distill(teacher: TriggerWordModel, student: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset,
-            cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+            cfg: TrainParams, seed: int, on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train `student` in place on the teacher's soft outputs; early stopping on the val distillation loss.
 
     pos_weight should be 1: the teacher's probabilities already carry its class weighting.
@@ -115,4 +116,5 @@ def distill(teacher: TriggerWordModel, student: TriggerWordModel, train_ds: Clip
     if student.samples_per_step != teacher.samples_per_step:
         raise ValueError("student and teacher must have the same output step")
     student.metadata = {**teacher.metadata, "distilled_from_parameters": parameter_count(teacher)}
-    return train(student, TeacherTargets(train_ds, teacher), TeacherTargets(val_ds, teacher), cfg, on_epoch=on_epoch)
+    return train(student, TeacherTargets(train_ds, teacher), TeacherTargets(val_ds, teacher), cfg, seed,
+                 on_epoch=on_epoch)

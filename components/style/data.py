@@ -40,6 +40,9 @@ def content_images(content_dir: Path, n_rendered: int, seed: int, size: int) -> 
     found = user_contents(content_dir)
     if found:
         return {str(p.relative_to(content_dir)): load_image(p, size) for p in found}
+    from components.config import DayNightParams
     from components.vision.scenes import SceneConfig, generate
-    images, frame = generate(SceneConfig(size=size, night_share=0.2), seed, n_rendered)
+    # the renderer at the schema's day_night settings, not this project's: retuning day-night's data
+    # must not change the style pipeline's content images
+    images, frame = generate(SceneConfig.from_params(DayNightParams(), size=size, night_share=0.2), seed, n_rendered)
     return dict(zip(frame["image_id"], images))

@@ -7,30 +7,15 @@ label survives, but the model cannot lean on the exact brightness the renderer g
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    colour: float = 0.15     # per-channel gain, log2 std (and saturation change, same scale)
-    exposure_ev: float = 0.4  # brightness shift, uniform +- this many stops
-    gamma: float = 0.2       # exponent exp(U(-gamma, gamma)) on 0..1 values
-    noise: float = 0.03      # Gaussian noise std at most (share of full scale), drawn per image
-    blur: float = 0.3        # chance of a 3x3 box blur
-    cutouts: int = 2         # cut-out rectangles at most per image (up to a quarter of each side)
-    p: float = 0.8           # chance an image is augmented at all
-
-    def __post_init__(self) -> None:
-        if min(self.colour, self.exposure_ev, self.gamma, self.noise, self.cutouts) < 0:
-            raise ValueError(f"augmentation strengths must be >= 0: {self}")
-        if not (0 <= self.blur <= 1 and 0 <= self.p <= 1):
-            raise ValueError(f"augmentation blur and p are chances in [0, 1]: {self}")
+from components.config import DayNightAugment
 
 
-def augment(images: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """uint8 [B, S, S, 3] -> uint8 [B, S, S, 3]: the same images with new pixels."""
+def augment(images: np.ndarray, rng: np.random.Generator, cfg: DayNightAugment) -> np.ndarray:
+    """uint8 [B, S, S, 3] -> uint8 [B, S, S, 3]: the same images with new pixels.
+
+    `cfg` is params.yaml's day_night.train.augment (its `enabled` is the trainer's business)."""
     x = np.asarray(images, np.float32) / 255
     b, size = len(x), x.shape[1]
     on = (rng.random(b) < cfg.p).astype(np.float32)[:, None, None, None]

@@ -10,15 +10,20 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-# ACTIVATIONS, INITS and LEAKY_SLOPE are shared with the NumPy backend. INITS' "zeros" is the notes'
-# symmetry demo only: every hidden unit computes, and keeps computing, the same function, so a layer
-# of n units learns no more than one. Never part of a search space.
-from components.vision.numpy_net import ACTIVATIONS, INITS, LEAKY_SLOPE, sigmoid
+from components.checkpoint_config import strict_from_dict
+# LEAKY_SLOPE is shared with the NumPy backend, as are the activations and inits. The init "zeros" is
+# the notes' symmetry demo only: every hidden unit computes, and keeps computing, the same function,
+# so a layer of n units learns no more than one. Never part of a search space.
+from components.vision.numpy_net import LEAKY_SLOPE, sigmoid
+
+if TYPE_CHECKING:
+    from components.config import DayNightParams
 
 CHECKPOINT_FORMAT = "cs230-day-night/1"
 KINDS = ("mlp", "cnn", "efficientnet_lite0")
@@ -29,39 +34,33 @@ _ACTIVATION_MODULES = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(LEAKY
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    kind: str = "mlp"
-    # MLP hidden widths. (32,) is the notes' baseline 12288-32-1; 2-4 entries give deeper MLPs;
-    # () is logistic regression (12288-1).
-    hidden: tuple[int, ...] = (32,)
-    activation: str = "relu"
-    init: str = "he"  # he: std sqrt(2/n_prev) (for ReLU); xavier: the notes' sqrt(1/n_prev); small_random: 0.01
-    dropout: float = 0.0  # inverted dropout after each hidden layer (CNN: before the dense head)
-    # CNN: per entry conv3x3 (same padding) + 2x2 max pool + activation, then global average pool
-    # and one dense unit. 16/32/64 on 64x64 images: ~23k parameters, a few seconds per epoch on 2 cores.
-    cnn_channels: tuple[int, ...] = (16, 32, 64)
-    image_size: int = 64  # images are image_size x image_size x 3
-    # efficientnet_lite0: images are resized to this side before the frozen backbone (64: native,
-    # 2.5 ms an image on 2 cores; 128: 12 ms); `hidden` is then the head's hidden layers.
-    backbone_input: int = 64
+    """The classifier's shape, saved in its checkpoint: params.yaml's day_night.model (checked there).
+
+    hidden: the MLP's hidden widths ((32,) is the notes' 12288-32-1; () is logistic regression), or
+    the head's over a pretrained backbone. cnn: per cnn_channels entry conv3x3 (same padding) + 2x2
+    max pool + activation, then global average pooling and one dense unit. efficientnet_lite0:
+    images are resized to backbone_input before the frozen backbone."""
+
+    kind: str
+    hidden: tuple[int, ...]
+    activation: str
+    init: str
+    dropout: float  # inverted dropout after each hidden layer (CNN: before the dense head)
+    cnn_channels: tuple[int, ...]
+    image_size: int  # images are image_size x image_size x 3
+    backbone_input: int
+
+    @classmethod
+    def from_params(cls, p: DayNightParams, **model_overrides) -> "ClassifierConfig":
+        """The model section with `model_overrides` (tuned keys) laid over it: depth x width hidden units."""
+        m = {**p.model.model_dump(), **model_overrides}
+        return cls(kind=m["kind"], hidden=(m["width"],) * m["depth"], activation=m["activation"], init=m["init"],
+                   dropout=m["dropout"], cnn_channels=tuple(m["cnn_channels"]), image_size=p.image_size,
+                   backbone_input=m["backbone_input"])
 
     def __post_init__(self) -> None:
         for name in ("hidden", "cnn_channels"):  # YAML/JSON give lists; keep the config hashable
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        sizes = (*self.hidden, *self.cnn_channels, self.image_size, self.backbone_input)
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
-            raise ValueError(f"hidden, cnn_channels and image_size must be positive ints: {self}")
-        if self.kind == "cnn" and not self.cnn_channels:
-            raise ValueError("a cnn needs at least one entry in cnn_channels")
-        if self.kind == "cnn" and self.image_size < 2 ** len(self.cnn_channels):
-            raise ValueError(f"image_size {self.image_size} is too small for {len(self.cnn_channels)} 2x2 pools")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -69,17 +68,17 @@ class ClassifierConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClassifierConfig":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ClassifierConfig keys: {sorted(unknown)}")
-        return cls(**d)
+        # files from before the efficientnet_lite0 kind lack backbone_input: mlp or cnn, which never read it
+        return strict_from_dict(cls, {"backbone_input": 64, **d} if d.get("kind") in ("mlp", "cnn") else d)
 
 
 class DayNightClassifier(nn.Module):
     """forward(images uint8 or float [B, S, S, 3] with values 0..255) -> night logits [B]."""
 
-    def __init__(self, cfg: ClassifierConfig = ClassifierConfig()):
+    def __init__(self, cfg: ClassifierConfig):
         super().__init__()
+        if cfg.kind not in KINDS:  # a checkpoint's: params are checked by components/config.py
+            raise ValueError(f"kind must be one of {KINDS}, got {cfg.kind!r}")
         self.cfg = cfg
         self.threshold = 0.5  # operating point on p_night, set by evaluation; saved with the model
         self.temperature = 1.0  # logit scale from calibration: p_night = sigmoid(logit / temperature)
@@ -194,14 +193,13 @@ def set_numpy_params(model: DayNightClassifier, params: dict[str, np.ndarray]) -
     return model
 
 
-def classifier_from_numpy(params: dict[str, np.ndarray], activation: str = "relu", image_size: int = 64,
-                          dropout: float = 0.0) -> DayNightClassifier:
-    """The torch MLP (eval mode) computing what numpy_net computes with these parameters."""
+def classifier_from_numpy(params: dict[str, np.ndarray], cfg: ClassifierConfig) -> DayNightClassifier:
+    """The torch MLP (eval mode) computing what numpy_net computes with these parameters: `cfg`'s
+    activation, image size and dropout, the parameters' hidden widths."""
     n_layers = len(params) // 2
     hidden = tuple(int(params[f"W{l}"].shape[0]) for l in range(1, n_layers))
-    cfg = ClassifierConfig(kind="mlp", hidden=hidden, activation=activation, image_size=image_size,
-                           dropout=dropout)
-    return set_numpy_params(DayNightClassifier(cfg), params).eval()
+    mlp = dataclasses.replace(cfg, kind="mlp", hidden=hidden)
+    return set_numpy_params(DayNightClassifier(mlp), params).eval()
 
 
 def save_classifier(model: DayNightClassifier, path: str | Path) -> None:

@@ -11,13 +11,17 @@ Palettes (sky tints), ground (grass, soil, rock, foliage, road, water, snow) and
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from components.vision.camera import STYLES, develop
+from components.vision.camera import develop
+
+if TYPE_CHECKING:
+    from components.config import DayNightParams
 
 CONDITIONS = ("day", "night", "dusk_dawn", "overcast_day", "lit_city_night", "long_exposure_night",
               "artificial_light", "hazy")
@@ -26,38 +30,37 @@ GROUNDS = ("grass", "soil", "rock", "foliage", "road", "water", "snow")
 
 @dataclass(frozen=True)
 class SceneConfig:
-    """Every knob of the renderer; the generate stage maps params.yaml onto it."""
-    size: int = 64                    # images are size x size x 3
-    night_share: float = 0.5          # balanced by default
-    night_below_deg: float = -6.0     # the label rule: civil twilight ends with the sun 6 degrees down
-    twilight_share: float = 0.2       # share of images with the sun within twilight_band_deg of the rule
-    twilight_band_deg: float = 8.0    # dusk/dawn: the sun within this many degrees of the rule
-    elevation_range_deg: tuple[float, float] = (-30.0, 70.0)   # deep night .. high summer sun
-    overcast_share: float = 0.25
-    city_share: float = 0.4
-    artificial_light_share: float = 0.3
-    haze_share: float = 0.2
-    long_exposure_share: float = 0.1  # of night images: night mode brightens them by up to 0.5-2 EV
-    exposure_ev: tuple[float, float] = (-1.0, 1.0)        # auto-exposure error
-    white_balance: tuple[float, float] = (-0.15, 0.15)    # EV of red over blue (+ warm, - cool)
-    max_gain_ev: tuple[float, float] = (3.0, 7.0)          # the camera's exposure limit over a day's gain
-    styles: tuple[str, ...] = ("phone", "dslr", "webcam", "film")  # camera styles, drawn uniformly
-    # Share of the scene's brightness the camera's metering cancels: 0 shows the sky's true 14 EV
-    # day/night range, 1 makes every sky the same grey. The main difficulty knob.
-    auto_exposure: float = 0.6
+    """Every knob of the renderer: params.yaml's day_night.generate (explained and checked there),
+    with the label rule (labels.night_below_deg) and the image side."""
+    size: int                     # images are size x size x 3
+    night_share: float
+    night_below_deg: float        # the label rule: night when the sun is lower
+    twilight_share: float         # share of images with the sun within twilight_band_deg of the rule
+    twilight_band_deg: float
+    elevation_range_deg: tuple[float, float]
+    overcast_share: float
+    city_share: float
+    artificial_light_share: float
+    haze_share: float
+    long_exposure_share: float    # of night images: night mode brightens them by up to 0.5-2 EV
+    exposure_ev: tuple[float, float]      # auto-exposure error
+    white_balance: tuple[float, float]    # EV of red over blue (+ warm, - cool)
+    max_gain_ev: tuple[float, float]      # the camera's exposure limit over a day's gain
+    styles: tuple[str, ...]               # camera styles, drawn uniformly
+    auto_exposure: float          # share of the scene's brightness the camera's metering cancels
 
-    def __post_init__(self):  # loud, one-line errors naming the knob
-        for key, value in asdict(self).items():
-            if (key.endswith("_share") or key == "auto_exposure") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"SceneConfig.{key} must be in [0, 1], got {value}")
-            if key != "styles" and isinstance(value, tuple) and value[0] > value[1]:
-                raise ValueError(f"SceneConfig.{key} must be (low, high) with low <= high, got {value}")
-        if not self.styles or set(self.styles) - set(STYLES):
-            raise ValueError(f"SceneConfig.styles must be a non-empty subset of {STYLES}, got {self.styles}")
-        (low, high), rule, band = self.elevation_range_deg, self.night_below_deg, self.twilight_band_deg
-        if not (low < rule - band and rule + band < high and band >= 0 and self.size >= 16):
-            raise ValueError(f"SceneConfig: need size >= 16 (got {self.size}) and elevation_range_deg {(low, high)} "
-                             f"strictly around night_below_deg +- twilight_band_deg ({rule} +- {band})")
+    @classmethod
+    def from_params(cls, p: DayNightParams, **overrides) -> "SceneConfig":
+        g = p.generate
+        return cls(**{
+            "size": p.image_size, "night_share": g.night_share, "night_below_deg": p.labels.night_below_deg,
+            "twilight_share": g.twilight_share, "twilight_band_deg": g.twilight_band_deg,
+            "elevation_range_deg": tuple(g.elevation_deg), "overcast_share": g.overcast_share,
+            "city_share": g.city_share, "artificial_light_share": g.artificial_light_share,
+            "haze_share": g.haze_share, "long_exposure_share": g.long_exposure_share,
+            "exposure_ev": tuple(g.exposure_ev), "white_balance": tuple(g.white_balance),
+            "max_gain_ev": tuple(g.max_gain_ev), "styles": tuple(g.styles), "auto_exposure": g.auto_exposure,
+            **overrides})
 
 
 @dataclass(frozen=True)

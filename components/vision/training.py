@@ -16,7 +16,6 @@ Domain code only: `fit` reports each epoch through `on_epoch` and prints nothing
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,56 +28,13 @@ from torch import nn
 
 from components.errors import check_safety_stop
 from components.vision import numpy_net
-from components.vision.augment import AugmentConfig, augment
+from components.config import DayNightTrain
+from components.vision.augment import augment
 from components.vision.model import PRETRAINED_KINDS, DayNightClassifier, numpy_params, set_numpy_params
 
 OPTIMIZERS = numpy_net.OPTIMIZERS
 BACKENDS = ("torch", "numpy")
 EVAL_BATCH = 500  # images per inference batch: ~25 MB of float32 at 64x64
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "adam"  # sgd | momentum | rmsprop | adam, with the notes' betas (0.9 / 0.999)
-    lr: float = 1e-3
-    # The notes' learning-rate decay: epoch e (from 1) trains at lr / (1 + lr_decay * (e - 1)); 0 keeps lr.
-    lr_decay: float = 0.0
-    batch_size: int = 64
-    # L2 on the weights (not biases), torch's convention: the gradient gains weight_decay * W, i.e.
-    # the notes' lambd / m per mini-batch of m. Adam gets it as L2 too (torch.optim.Adam, not AdamW).
-    weight_decay: float = 0.0
-    max_epochs: int = 30
-    patience: int = 5  # epochs without val-loss improvement before stopping
-    # Wall-clock safety stop (None: none): past it, fit raises SafetyStop after the current
-    # epoch. It never shortens a run into a different model: budgets are epochs.
-    safety_minutes: float | None = None
-    seed: int = 0  # shuffling and dropout masks
-    # Intra-op threads for torch and for NumPy's BLAS, restored afterwards. Keep at 1-2 on a shared box:
-    # OpenMP threads stall badly when another process holds the cores.
-    threads: int = 1
-    backend: str = "torch"  # "numpy" only for kind mlp
-    augment: AugmentConfig | None = None  # photometric augmentation of every training batch; None: off
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if min(self.batch_size, self.max_epochs, self.patience, self.threads) < 1:
-            raise ValueError(f"batch_size, max_epochs, patience and threads must be >= 1: {self}")
-        if self.lr <= 0 or (self.safety_minutes is not None and self.safety_minutes <= 0):
-            raise ValueError("lr and safety_minutes must be > 0")
-        if self.weight_decay < 0 or self.lr_decay < 0:
-            raise ValueError("weight_decay and lr_decay must be >= 0")
-        if isinstance(self.augment, dict):  # from_dict / JSON
-            object.__setattr__(self, "augment", AugmentConfig(**self.augment))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 @dataclass
@@ -97,7 +53,7 @@ def bce_from_logits(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0, z) - np.asarray(y, dtype=np.float64) * z))
 
 
-def _torch_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _torch_optimizer(model: nn.Module, cfg: DayNightTrain) -> torch.optim.Optimizer:
     # Biases get no L2, as in the notes' cost.
     groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith("bias")],
                "weight_decay": cfg.weight_decay},
@@ -113,8 +69,8 @@ def _torch_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.Adam(groups, lr=cfg.lr, betas=(numpy_net.BETA1, numpy_net.BETA2), eps=numpy_net.EPSILON)
 
 
-def _batch(x: np.ndarray, idx: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
-    return x[idx] if cfg.augment is None else augment(x[idx], rng, cfg.augment)
+def _batch(x: np.ndarray, idx: np.ndarray, rng: np.random.Generator, cfg: DayNightTrain) -> np.ndarray:
+    return augment(x[idx], rng, cfg.augment) if cfg.augment.enabled else x[idx]
 
 
 class _HeadOnly(nn.Module):
@@ -141,12 +97,12 @@ def backbone_features(model: DayNightClassifier, images: np.ndarray) -> np.ndarr
 
 
 class _TorchBackend:
-    def __init__(self, model: nn.Module, cfg: TrainConfig):
+    def __init__(self, model: nn.Module, cfg: DayNightTrain, seed: int):
         self.model, self.cfg = model, cfg
         self.opt = _torch_optimizer(model, cfg)
         self.loss_fn = nn.BCEWithLogitsLoss()
-        torch.manual_seed(cfg.seed)  # dropout masks
-        self.rng = np.random.default_rng([cfg.seed, 2])  # augmentation
+        torch.manual_seed(seed)  # dropout masks
+        self.rng = np.random.default_rng([seed, 2])  # augmentation
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> float:
         self.model.train()
@@ -177,13 +133,13 @@ class _TorchBackend:
 class _NumpyBackend:
     """numpy_net in float32 (float64 is only needed for gradient checking)."""
 
-    def __init__(self, model: DayNightClassifier, cfg: TrainConfig):
+    def __init__(self, model: DayNightClassifier, cfg: DayNightTrain, seed: int):
         self.model, self.cfg = model, cfg
         self.params = {k: v.astype(np.float32) for k, v in numpy_params(model).items()}  # start from its init
         self.opt = numpy_net.Optimizer(cfg.optimizer, cfg.lr, self.params)
         self.keep_prob = 1.0 - model.cfg.dropout
-        self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks
-        self.augment_rng = np.random.default_rng([cfg.seed, 2])
+        self.rng = np.random.default_rng([seed, 1])  # dropout masks
+        self.augment_rng = np.random.default_rng([seed, 2])
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> float:
         act, total = self.model.cfg.activation, 0.0
@@ -223,9 +179,13 @@ def _checked(model: DayNightClassifier, x, y, name: str) -> tuple[np.ndarray, np
     return x, y.astype(np.float32)  # images stay uint8 in memory; batches are converted as they are used
 
 
-def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainConfig = TrainConfig(),
+def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: DayNightTrain, *, seed: int, backend: str,
         on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train `model` in place; it ends in eval mode holding the epoch with the lowest val loss.
+
+    `cfg` is params.yaml's day_night.train with its threads resolved (>= 1: torch's and BLAS's
+    threads, restored afterwards); `seed` (day_night.seed) drives shuffling, dropout masks and
+    augmentation; `backend` is "torch" or "numpy" (the MLP only).
 
     Deterministic for a given seed, initial model and thread count: it stops only after max_epochs or
     `patience` epochs without a better val loss, never on time (past `cfg.safety_minutes` it raises
@@ -233,7 +193,9 @@ def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainCon
     called after each epoch with that epoch's history entry. Losses are mean BCE without the L2 term.
     """
     start = time.perf_counter()
-    if cfg.backend == "numpy" and model.cfg.kind != "mlp":
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "numpy" and model.cfg.kind != "mlp":
         raise ValueError(f"backend numpy trains only kind mlp, not {model.cfg.kind!r}")
     train_x, train_y = _checked(model, train_x, train_y, "train")
     val_x, val_y = _checked(model, val_x, val_y, "val")
@@ -241,26 +203,26 @@ def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainCon
     torch.set_num_threads(cfg.threads)
     try:
         with threadpool_limits(limits=cfg.threads):
-            cached = model.cfg.kind in PRETRAINED_KINDS and cfg.augment is None
+            cached = model.cfg.kind in PRETRAINED_KINDS and not cfg.augment.enabled
             if cached:  # the frozen backbone sees each fixed image once
                 train_x, val_x = backbone_features(model, train_x), backbone_features(model, val_x)
-            backend = _TorchBackend(_HeadOnly(model), cfg) if cached else \
-                (_TorchBackend if cfg.backend == "torch" else _NumpyBackend)(model, cfg)
-            shuffle = np.random.default_rng(cfg.seed)
-            result, best, stale = TrainResult(threads=cfg.threads), backend.snapshot(), 0
+            trainer = _TorchBackend(_HeadOnly(model), cfg, seed) if cached else \
+                (_TorchBackend if backend == "torch" else _NumpyBackend)(model, cfg, seed)
+            shuffle = np.random.default_rng(seed)
+            result, best, stale = TrainResult(threads=cfg.threads), trainer.snapshot(), 0
             for epoch in range(1, cfg.max_epochs + 1):
                 t0 = time.perf_counter()
                 lr = cfg.lr / (1 + cfg.lr_decay * (epoch - 1))
-                backend.set_lr(lr)
-                train_loss = backend.train_epoch(train_x, train_y, shuffle.permutation(len(train_x)))
-                val_logits = backend.logits(val_x)
+                trainer.set_lr(lr)
+                train_loss = trainer.train_epoch(train_x, train_y, shuffle.permutation(len(train_x)))
+                val_logits = trainer.logits(val_x)
                 metrics = {"train_loss": train_loss, "val_loss": bce_from_logits(val_logits, val_y),
                            "val_accuracy": float(np.mean((val_logits >= 0) == (val_y == 1))),
                            "lr": lr, "epoch_s": time.perf_counter() - t0}
                 result.history.append(metrics)
                 if metrics["val_loss"] < result.best_val_loss:
                     result.best_val_loss, result.best_epoch, stale = metrics["val_loss"], epoch, 0
-                    best = backend.snapshot()
+                    best = trainer.snapshot()
                 else:
                     stale += 1
                 if on_epoch is not None:
@@ -269,7 +231,7 @@ def fit(model: DayNightClassifier, train_x, train_y, val_x, val_y, cfg: TrainCon
                 if stale >= cfg.patience:
                     result.stop_reason = "early_stopping"
                     break
-            backend.finish(best)
+            trainer.finish(best)
     finally:
         torch.set_num_threads(previous_threads)
     model.eval()

@@ -125,10 +125,10 @@ def make_gate_data(p: DayNightParams, out_dir: Path) -> dict:
     """The day-night gate set: gate.images scenes rendered with the pipeline's renderer
     settings (generate, labels) from the gate's own seed. Writes images.npy and manifest.csv
     (image_id, sha256, label, condition and the scene facts), as the generate stage does."""
-    from components.tasks.day_night.generate import scene_config
     from components.vision import scenes
 
-    images, frame = scenes.generate(scene_config(p), p.gate.seed, p.gate.images, first=GATE_FIRST_IMAGE)
+    cfg = scenes.SceneConfig.from_params(p)
+    images, frame = scenes.generate(cfg, p.gate.seed, p.gate.images, first=GATE_FIRST_IMAGE)
     frame.insert(1, "sha256", [hashlib.sha256(image.tobytes()).hexdigest() for image in images])
     np.save(out_dir / "images.npy", images)
     frame.to_csv(out_dir / "manifest.csv", index=False)

@@ -46,24 +46,21 @@ def build(p: DayNightParams, model_overrides: dict | None = None):
     """The classifier of params.yaml's `model` section, with the tuned keys laid over it."""
     from components.vision.model import ClassifierConfig, build_classifier
 
-    m = {**p.model.model_dump(), **(model_overrides or {})}
-    cfg = ClassifierConfig(kind=m["kind"], hidden=(m["width"],) * m["depth"], activation=m["activation"],
-                           init=m["init"], dropout=m["dropout"], cnn_channels=tuple(m["cnn_channels"]),
-                           image_size=p.image_size, backbone_input=m["backbone_input"])
-    return build_classifier(cfg, seed=p.seed)
+    return build_classifier(ClassifierConfig.from_params(p, **(model_overrides or {})), seed=p.seed)
 
 
-def train_config(p: DayNightParams, kind: str, overrides: dict | None = None):
+def train_config(p: DayNightParams, overrides: dict | None = None):
+    """params.yaml's train section with `overrides` laid over it (validated), threads 0 resolved
+    to one per core; the trainer takes it with the seed, p.seed, and `backend`'s choice."""
+    from components.config import DayNightTrain
+
+    t = DayNightTrain.model_validate({**p.train.model_dump(), **(overrides or {})})
+    return t.model_copy(update={"threads": t.threads or len(os.sched_getaffinity(0))})
+
+
+def backend(p: DayNightParams, kind: str) -> str:
     """The numpy backend trains MLPs; a tuned CNN trains with torch whatever model.backend says."""
-    from components.vision.training import TrainConfig
-
-    from components.vision.augment import AugmentConfig
-
-    t = {**p.train.model_dump(), **(overrides or {})}
-    threads = t.pop("threads") or len(os.sched_getaffinity(0))
-    a = t.pop("augment")
-    t["augment"] = AugmentConfig(**{k: v for k, v in a.items() if k != "enabled"}) if a["enabled"] else None
-    return TrainConfig(**t, seed=p.seed, threads=threads, backend=p.model.backend if kind == "mlp" else "torch")
+    return p.model.backend if kind == "mlp" else "torch"
 
 
 def fit_trial(p: DayNightParams, chosen: dict, data_dir: str, train_ids: list[str], val_ids: list[str],
@@ -72,9 +69,10 @@ def fit_trial(p: DayNightParams, chosen: dict, data_dir: str, train_ids: list[st
 
     budget = p.tune
     model = build(p, chosen["model"])
-    cfg = train_config(p, model.cfg.kind, {**chosen["train"], "max_epochs": budget.max_epochs,
-                                           "patience": budget.max_epochs, "threads": 1})
-    fit_model(model, *split_arrays(data_dir, train_ids), *split_arrays(data_dir, val_ids), cfg, on_epoch=on_epoch)
+    cfg = train_config(p, {**chosen["train"], "max_epochs": budget.max_epochs, "patience": budget.max_epochs,
+                           "threads": 1})
+    fit_model(model, *split_arrays(data_dir, train_ids), *split_arrays(data_dir, val_ids), cfg, seed=p.seed,
+              backend=backend(p, model.cfg.kind), on_epoch=on_epoch)
 
 
 def fit(p: DayNightParams, data_dir: Path, split_dir: Path, tuned: dict, on_epoch):
@@ -82,16 +80,17 @@ def fit(p: DayNightParams, data_dir: Path, split_dir: Path, tuned: dict, on_epoc
     from components.vision.training import fit as fit_model
 
     model = build(p, tuned.get("model"))
-    cfg = train_config(p, model.cfg.kind, tuned.get("train"))
+    cfg, chosen_backend = train_config(p, tuned.get("train")), backend(p, model.cfg.kind)
     train_x, train_y = split_arrays(data_dir, read_split(split_dir, "train"))
     val_x, val_y = split_arrays(data_dir, read_split(split_dir, "val"))
     c = model.cfg
     shape = f"mlp {'-'.join(map(str, (train_x[0].size, *c.hidden, 1)))}" if c.kind == "mlp" else \
         f"cnn {'/'.join(map(str, c.cnn_channels))}"
-    print(f"training a {shape} ({c.activation}, {c.init} init; {cfg.optimizer}, lr {cfg.lr:.2g}, {cfg.backend}) "
+    print(f"training a {shape} ({c.activation}, {c.init} init; {cfg.optimizer}, lr {cfg.lr:.2g}, {chosen_backend}) "
           f"on {len(train_x)} images, validating on {len(val_x)}; {cfg.max_epochs} epochs at most, "
           f"{cfg.threads} threads", flush=True)
-    result = fit_model(model, train_x, train_y, val_x, val_y, cfg, on_epoch=on_epoch)
+    result = fit_model(model, train_x, train_y, val_x, val_y, cfg, seed=p.seed, backend=chosen_backend,
+                       on_epoch=on_epoch)
     result.best_epoch = max(result.best_epoch, 1)  # 0: no epoch beat the initial weights; report the first
     return model, result
 

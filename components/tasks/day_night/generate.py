@@ -36,21 +36,6 @@ from components.vision.images import LABELS, find_user_images, load_image
 UNSEEN_FIRST_IMAGE = 5 * 10**8
 
 
-def scene_config(p: DayNightParams) -> scenes.SceneConfig:
-    g = p.generate
-    try:
-        return scenes.SceneConfig(
-            size=p.image_size, night_share=g.night_share, night_below_deg=p.labels.night_below_deg,
-            twilight_share=g.twilight_share, twilight_band_deg=g.twilight_band_deg,
-            elevation_range_deg=tuple(g.elevation_deg), overcast_share=g.overcast_share, city_share=g.city_share,
-            artificial_light_share=g.artificial_light_share, haze_share=g.haze_share,
-            long_exposure_share=g.long_exposure_share, auto_exposure=g.auto_exposure,
-            exposure_ev=tuple(g.exposure_ev), white_balance=tuple(g.white_balance),
-            max_gain_ev=tuple(g.max_gain_ev), styles=tuple(g.styles))
-    except ValueError as exc:  # a combination params validation cannot see (the twilight band vs the range)
-        raise StageError(f"params.yaml: day_night.generate: {exc}") from None
-
-
 def user_dataset(raw_dir: Path, size: int) -> tuple[np.ndarray, pd.DataFrame]:
     found = find_user_images(raw_dir)
     stray = [str(path) for path, label in found if label not in LABELS]
@@ -72,7 +57,7 @@ def run(p: DayNightParams, raw_dir: Path, out_dir: Path, report_dir: Path) -> di
             raise StageError(f"{raw_dir}: generate.source is user but there are no images in day/ or night/")
         images, frame = user_dataset(raw_dir, p.image_size)
     else:
-        cfg, g = scene_config(p), p.generate
+        cfg, g = scenes.SceneConfig.from_params(p), p.generate
         images, frame = scenes.generate(cfg, p.seed, g.images)
         if g.unseen_style_images:
             held_out = dataclasses.replace(cfg, styles=(g.unseen_style,))

@@ -43,8 +43,7 @@ def build(p, model_overrides: dict | None = None):
     m = {**p.model.model_dump(), **(model_overrides or {})}
     if model_overrides and m["kind"] == "dlib_head":
         m["width"], m["depth"] = 8 * m["width"], max(0, m["depth"] - 3)
-    return build_encoder(EncoderConfig(kind=m["kind"], image_size=m["image_size"], width=m["width"],
-                                       depth=m["depth"]), seed=p.seed)
+    return build_encoder(EncoderConfig.from_params(p.model, **m), seed=p.seed)
 
 
 def _train(p, model, data_dir, train_ids, val_ids, overrides: dict, threads: int, on_epoch):

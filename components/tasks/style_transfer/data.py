@@ -105,10 +105,11 @@ def split_images(data_dir: Path, ids: list[str]) -> np.ndarray:
 def make_gate_data(p: StyleTransferParams, out_dir: Path) -> dict:
     """The gate set: gate.images rendered scenes at gate.size from the gate's own seed (the style
     comes with each model). Writes images.npy and manifest.csv."""
+    from components.config import DayNightParams
     from components.vision.scenes import SceneConfig, generate
 
-    images, frame = generate(SceneConfig(size=p.gate.size, night_share=0.2), p.gate.seed, p.gate.images,
-                             first=GATE_FIRST_IMAGE)
+    cfg = SceneConfig.from_params(DayNightParams(), size=p.gate.size, night_share=0.2)  # as components/style/data.py
+    images, frame = generate(cfg, p.gate.seed, p.gate.images, first=GATE_FIRST_IMAGE)
     facts = _facts(list(frame["image_id"]), images)
     np.save(out_dir / "images.npy", images)
     facts[[ID_COLUMN, "sha256"]].to_csv(out_dir / "manifest.csv", index=False)

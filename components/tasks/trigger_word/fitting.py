@@ -39,15 +39,14 @@ def trial_identity(p: TriggerWordParams) -> dict:
 
 
 def train_config(p: TriggerWordParams, overrides: dict | None = None):
+    """params.yaml's train section with `overrides` laid over it (validated), threads 0 resolved
+    to one per core; the trainer takes it with the seed, p.seed."""
     import os
 
-    from components.audio.training import TrainConfig
+    from components.config import TrainParams
 
-    t = {**p.train.model_dump(), **(overrides or {})}
-    threads = t.pop("threads") or len(os.sched_getaffinity(0))
-    return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], max_epochs=t["max_epochs"], patience=t["patience"],
-                       pos_weight=t["pos_weight"], weight_decay=t["weight_decay"], lr_schedule=t["lr_schedule"],
-                       safety_minutes=t["safety_minutes"], num_threads=threads, seed=p.seed)
+    t = TrainParams.model_validate({**p.train.model_dump(), **(overrides or {})})
+    return t.model_copy(update={"threads": t.threads or len(os.sched_getaffinity(0))})
 
 
 def build_model(p: TriggerWordParams, model_overrides: dict | None = None):
@@ -57,12 +56,12 @@ def build_model(p: TriggerWordParams, model_overrides: dict | None = None):
     from components.audio.model import ModelConfig, TriggerWordModel
 
     torch.manual_seed(p.seed)  # the initial weights are part of the experiment
-    chosen = {**p.model.model_dump(exclude={"head"}), **(model_overrides or {})}
+    model_cfg = ModelConfig.from_params(p.model, **(model_overrides or {}))
     if p.features.frontend == "speech_embedding":
         from components.audio.embedding_model import EmbeddingWordModel, HeadConfig
-        model = EmbeddingWordModel(HeadConfig(**p.model.head.model_dump(), dropout=chosen["dropout"]))
+        model = EmbeddingWordModel(HeadConfig.from_params(p.model, dropout=model_cfg.dropout))
     else:
-        model = TriggerWordModel(FeatureConfig(**p.features.model_dump(exclude={"frontend"})), ModelConfig(**chosen))
+        model = TriggerWordModel(FeatureConfig.from_params(p), model_cfg)
     model.metadata = {"word": p.word, "slug": p.slug}
     return model
 
@@ -101,8 +100,8 @@ def fit_trial(p: TriggerWordParams, chosen: dict, data_dir: str, train_ids: list
     plain_bce = torch.nn.BCEWithLogitsLoss()
 
     def epoch_done(epoch: int, m: dict) -> None:
-        on_epoch(epoch, {**m, "val_loss_weighted": m["val_loss"], "val_loss": evaluate(net, val_ds, cfg, plain_bce)["loss"]})
-    train(net, train_ds, val_ds, cfg, on_epoch=epoch_done)
+        on_epoch(epoch, {**m, "val_loss_weighted": m["val_loss"], "val_loss": evaluate(net, val_ds, plain_bce)["loss"]})
+    train(net, train_ds, val_ds, cfg, p.seed, on_epoch=epoch_done)
 
 
 def fit(p: TriggerWordParams, data_dir: Path, split_dir: Path, tuned: dict, on_epoch):
@@ -114,8 +113,8 @@ def fit(p: TriggerWordParams, data_dir: Path, split_dir: Path, tuned: dict, on_e
     cfg = train_config(p, tuned.get("train"))
     train_ds, val_ds = datasets(p, data_dir, model, read_split(split_dir, "train"), read_split(split_dir, "val"))
     print(f"training on {len(train_ds)} clips, validating on {len(val_ds)}; {model.size_bytes() / 1e6:.2f} MB fp32, "
-          f"{cfg.max_epochs} epochs at most, {cfg.num_threads} threads", flush=True)
-    return model, train(model, train_ds, val_ds, cfg, on_epoch=on_epoch)
+          f"{cfg.max_epochs} epochs at most, {cfg.threads} threads", flush=True)
+    return model, train(model, train_ds, val_ds, cfg, p.seed, on_epoch=on_epoch)
 
 
 def save_model(model, path: Path) -> None:

@@ -40,13 +40,13 @@ def evaluate(p: TriggerWordParams, data_dir: Path, split_dir: Path, model_path: 
     manifest = pd.read_csv(data_dir / "manifest.csv")
     labels = np.load(data_dir / "labels.npy", mmap_mode="r")
     step_s, window = model.step_seconds, p.detection.window_after_s
-    base = det.DetectionConfig(smoothing_steps=p.detection.smoothing_steps, refractory_s=p.detection.refractory_s)
+    base = det.DetectionConfig.from_params(p.detection, threshold=0.5)  # the DET sweeps set their own thresholds
     names = ("val", "negative_stream_val", "test", "negative_stream_test", "test_unseen_voice")
     scored = {name: score_split(model, data_dir, manifest, read_split(split_dir, name)) for name in names}
 
     curves = {"val": det_curve(scored["val"] + scored["negative_stream_val"], step_s, base, window)}
     threshold = det.interpolated_threshold(curves["val"], p.detection.target_fa_per_hour)
-    cfg = det.DetectionConfig(smoothing_steps=base.smoothing_steps, refractory_s=base.refractory_s, threshold=threshold)
+    cfg = det.DetectionConfig.from_params(p.detection, threshold)
     metrics: dict = {"threshold": round(threshold, 5), "target_fa_per_hour": p.detection.target_fa_per_hour}
     errors = {}
     for name, parts in REPORTED.items():
