@@ -27,8 +27,13 @@ from components.refs import Input, load_model_ref
 DETECTOR_FILE = "detector.pt"  # the save_model file inside a registered model's artifacts
 
 
+def registered_name(slug: str) -> str:
+    """The trigger word's name in the MLflow registry: one model per wake word."""
+    return f"trigger-word-{slug}"
+
+
 def champion_uri(slug: str) -> str:
-    return f"models:/trigger-word-{slug}@champion"
+    return f"models:/{registered_name(slug)}@champion"
 
 
 def load_detector(ref: str, tracking_uri: str | None = None) -> TriggerWordModel:

@@ -28,14 +28,6 @@ from components.errors import first_line
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def registered_name(slug: str) -> str:
-    return f"trigger-word-{slug}"
-
-
-def champion_uri(slug: str) -> str:
-    return f"models:/{registered_name(slug)}@{CHAMPION}"
-
-
 class DetectorModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper: waveforms [batch, samples] float32 at 16 kHz -> probabilities [batch, steps]."""
 

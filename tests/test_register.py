@@ -6,8 +6,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from components import register, registry
+from components import register
 from components.config import load_params
+from components.detect import registered_name
 
 
 @pytest.fixture()
@@ -23,7 +24,7 @@ def registry_env(mlflow_server, tiny_params_file, tmp_path, monkeypatch):
 def test_first_version_is_champion_then_equal_is_not_and_better_is(registry_env, tiny_gate, tiny_detectors):
     p, tmp = registry_env
     client = mlflow.MlflowClient()
-    name = registry.registered_name(p.slug)
+    name = registered_name(p.slug)
     first = register.run("trigger-word", p, tiny_detectors["untrained"], tiny_gate, tmp / "r1")
     assert first["promoted"] and first["version"] == 1
     assert client.get_model_version_by_alias(name, "champion").version == "1"

@@ -29,13 +29,13 @@ from starlette.websockets import WebSocketDisconnect
 from components import registry
 from components.audio.model import load_model, save_model
 from components.config import ServeParams
-from components.detect import detect_file
+from components.detect import detect_file, registered_name
 from components.serve import ServeConfig, create_app
 from conftest import PROJECT_ROOT, classifier_config, free_port, trigger_word_model
 
 LIMITS = ServeParams(poll_seconds=0.0, max_body_bytes=2_000_000, max_audio_seconds=60.0)
 WORD = "serve test"  # registered as trigger-word-serve-test in the temporary store
-NAME = registry.registered_name("serve-test")
+NAME = registered_name("serve-test")
 DETECT = "/v1/trigger-word/detect"
 STREAM = "/v1/trigger-word/stream"
 

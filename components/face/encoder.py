@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from components.checkpoint_config import strict_from_dict
+from components.checkpoint_config import read_checkpoint, rebuilding, strict_from_dict
 
 if TYPE_CHECKING:
     from components.config import FaceModel
@@ -174,25 +174,14 @@ def save_encoder(model: FaceEncoder, path: str | Path) -> None:
 
 def load_encoder(path: str | Path) -> FaceEncoder:
     """Rebuild a saved encoder in eval mode; a file that is not one raises a one-line ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no face encoder at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle, zip and weights_only errors all mean "not our checkpoint"
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    try:
+    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, "face encoder")
+    with rebuilding(path, CHECKPOINT_FORMAT):
         model = FaceEncoder(EncoderConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
         model.threshold = float(ckpt["threshold"])
         intercept, slope = ckpt["calibration"]
         model.calibration = (float(intercept), float(slope))
         model.metadata = dict(ckpt["metadata"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: broken {CHECKPOINT_FORMAT} checkpoint: {first_line}") from None
     if not 0.0 < model.threshold <= 2.0:
         raise ValueError(f"{path}: threshold must be in (0, 2], got {model.threshold}")
     return model.eval()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from components.checkpoint_config import strict_from_dict
+from components.checkpoint_config import read_checkpoint, rebuilding, strict_from_dict
 # LEAKY_SLOPE is shared with the NumPy backend, as are the activations and inits. The init "zeros" is
 # the notes' symmetry demo only: every hidden unit computes, and keeps computing, the same function,
 # so a layer of n units learns no more than one. Never part of a search space.
@@ -218,23 +218,12 @@ def save_classifier(model: DayNightClassifier, path: str | Path) -> None:
 
 def load_classifier(path: str | Path) -> DayNightClassifier:
     """Rebuild a saved classifier in eval mode; a file that is not one raises a one-line ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no classifier at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle, zip and weights_only errors all mean "not our checkpoint"
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    try:
+    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, "classifier")
+    with rebuilding(path, CHECKPOINT_FORMAT):
         model = DayNightClassifier(ClassifierConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
         model.threshold, model.temperature = float(ckpt["threshold"]), float(ckpt["temperature"])
         model.metadata = dict(ckpt["metadata"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: broken {CHECKPOINT_FORMAT} checkpoint: {first_line}") from None
     if not (0.0 <= model.threshold <= 1.0 and model.temperature > 0):
         raise ValueError(f"{path}: threshold must be in [0, 1] and temperature > 0")
     return model.eval()

@@ -84,7 +84,7 @@ def evaluate(p: TriggerWordParams, data_dir: Path, split_dir: Path, model_path: 
 # ------------------------------------------------------------------------------ register
 
 def registered_name(p: TriggerWordParams) -> str:
-    from components.registry import registered_name as name
+    from components.detect import registered_name as name
     return name(p.slug)
 
 
