@@ -1,6 +1,7 @@
 """Configs saved inside model files: each domain's checkpoint schema is a frozen dataclass of
 required fields, built from params.yaml's validated section (components/config.py checks the
-values), and read back from a checkpoint's dict here."""
+values), and read back from a checkpoint's dict here; also the reading of a model file itself, with
+one-line errors that name the file."""
 from __future__ import annotations
 
 import dataclasses

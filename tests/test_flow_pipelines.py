@@ -51,8 +51,6 @@ def test_day_night_flow_registers_and_classifies(project):
     assert lines[1]["file"] == "../broken.jpg" and "error" in lines[1]
 
 
-
-
 @needs_yale
 def test_face_flow_registers_and_every_face_command_works(project):
     """The third pipeline: `face-encoder` version 1 is champion, then `cs230 face` embed, verify,

@@ -235,14 +235,14 @@ def test_schedule_deploys_to_the_work_pool_and_the_worker_runs_it(team):
                    "--param", "push=false", timeout=120)
     assert triggered.returncode == 0, triggered.stderr
     flow_run = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout).group(1)
-    deadline, state = time.time() + 480, None  # a whole pipeline on tiny data: ~2 min quiet, 5+ min under load
+    deadline, state, final = time.time() + 480, None, ("COMPLETED", "FAILED", "CRASHED")  # ~2 min quiet, 5+ loaded
     try:
-        while time.time() < deadline and state not in ("COMPLETED", "FAILED", "CRASHED"):
+        while time.time() < deadline and state not in final:
             time.sleep(2)
             state = json.loads(urllib.request.urlopen(f"{env['PREFECT_API_URL']}/flow_runs/{flow_run}",
                                                       timeout=10).read())["state_type"]
     finally:  # a run still going would load the next test's search and tracking server
-        if state not in ("COMPLETED", "FAILED", "CRASHED"):
+        if state not in final:
             sh(root, env, BIN / "prefect", "flow-run", "cancel", flow_run, timeout=60)
     assert state == "COMPLETED"
 
