@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 STATUSES = ("completed", "pruned", "failed")
 
@@ -118,23 +119,79 @@ class Ledger:
             distributions=self.distributions, user_attrs={"record": asdict(record)}))
 
 
+def first_of_batch(index: int, free: int, size: int) -> int:
+    """The first trial of `index`'s batch: the `free` startup trials come first, then
+    batches of `size`. A startup trial is its own batch (it waits for no one)."""
+    return index if index < free else free + (index - free) // size * size
+
+
+class Batches(ConcurrencyLimiter):
+    """Proposes trials so that the searcher sees the same finished trials whatever order
+    they finish in, and keeps the cores busy where it can.
+
+    The first `free` trials are the sampler's random startup trials, which do not depend on
+    any result: they run `batch_size` at a time, the next proposed as soon as one finishes.
+    The rest come in batches of `batch_size`: a batch is proposed once every earlier trial
+    has finished, and the searcher hears of its trials all together when the whole batch
+    has finished, so each batch is proposed from the same results on any machine.
+    (ConcurrencyLimiter with batch=True barriers the random trials too: on 2 cores the
+    short trial of each pair then waits for the long one.)
+    """
+
+    def __init__(self, searcher: Searcher, batch_size: int, free: int):
+        super().__init__(searcher, max_concurrent=batch_size)
+        self.batch_size, self.free = batch_size, free
+        self.index: dict[str, int] = {}  # Ray trial id -> creation index in this search
+        self.live: set[str] = set()  # proposed, not finished
+        self.held: dict[str, tuple] = {}  # finished trials of an unfinished batch, not yet told
+
+    def suggest(self, trial_id: str):
+        n = len(self.index)
+        start = first_of_batch(n, self.free, self.batch_size)
+        if len(self.live) >= self.batch_size or (n >= self.free and any(self.index[t] < start for t in self.live)):
+            return None  # the cores are taken, or an earlier batch is still running
+        suggestion = self.searcher.suggest(trial_id)
+        if suggestion not in (None, Searcher.FINISHED):
+            self.index[trial_id] = n
+            self.live.add(trial_id)
+        return suggestion
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        self.live.discard(trial_id)
+        self.held[trial_id] = (result, error)
+        batch = self._batch(trial_id)
+        if all(self._batch(t) != batch for t in self.live):  # its batch has finished: tell them all
+            for done in sorted((t for t in self.held if self._batch(t) == batch), key=self.index.get):
+                result, error = self.held.pop(done)
+                self.searcher.on_trial_complete(done, result=result, error=error)
+
+    def _batch(self, trial_id: str) -> int:
+        return first_of_batch(self.index[trial_id], self.free, self.batch_size)
+
+
 class BatchedHalving(FIFOScheduler):
     """Successive halving whose decisions do not depend on which trial reports first.
 
-    The search runs in batches of `batch_size` trials, numbered by creation: the searcher
-    proposes a batch only when the previous one has finished (ConcurrencyLimiter with
-    batch=True), so TPE always sees the same finished trials. At each rung (grace_epochs x
-    reduction_factor^k epochs, below max_epochs) a trial goes on only if its val_loss is
-    within the best 1/reduction_factor of the losses at that rung of the *earlier batches'*
-    trials, which have all finished. ASHA would compare it with whichever trials of its own
-    batch happened to get there first, so the same search on a busier machine pruned other
-    trials and could pick another best configuration. The first batch is never pruned.
+    Trials are numbered by creation and proposed by `Batches`: the `free` random startup
+    trials first, then batches of `batch_size`, each proposed when every earlier trial has
+    finished. At each rung (grace_epochs x reduction_factor^k epochs, below max_epochs) a
+    batch's trial goes on only if its val_loss is within the best 1/reduction_factor of the
+    losses at that rung of the *earlier batches'* trials, which have all finished. The
+    startup trials are never pruned: they run without a barrier, so which of them has
+    reached a rung first is a matter of timing; they are the reference for the first batch.
+    ASHA would compare a trial with whichever trials happened to reach the rung first, so
+    the same search on a busier machine pruned other trials and could pick another best
+    configuration.
     """
 
-    def __init__(self, metric: str, max_epochs: int, grace_epochs: int, reduction_factor: int, batch_size: int):
+    def __init__(self, metric: str, max_epochs: int, grace_epochs: int, reduction_factor: int, batch_size: int,
+                 free: int):
         super().__init__()
         self._metric, self._mode = metric, "min"
-        self.max_epochs, self.reduction_factor, self.batch_size = max_epochs, reduction_factor, batch_size
+        self.max_epochs, self.reduction_factor = max_epochs, reduction_factor
+        self.batch_size, self.free = batch_size, free
         rungs = [grace_epochs * reduction_factor ** k for k in range(max_epochs)]
         self.rungs = {r: {} for r in rungs if r < max_epochs}  # rung epoch -> {trial index: loss}
         self.index: dict[str, int] = {}  # Ray trial id -> creation index in this search
@@ -152,9 +209,9 @@ class BatchedHalving(FIFOScheduler):
         me = self.index[trial.trial_id]
         recorded = self.rungs[epoch]
         recorded[me] = loss
-        first_of_batch = me - me % self.batch_size
-        earlier = [v for i, v in recorded.items() if i < first_of_batch]
-        if earlier and loss > np.nanpercentile(earlier, 100 / self.reduction_factor):
+        start = first_of_batch(me, self.free, self.batch_size)
+        earlier = [v for i, v in recorded.items() if i < start]
+        if me >= self.free and earlier and loss > np.nanpercentile(earlier, 100 / self.reduction_factor):
             self.pruned.add(trial.trial_id)
             return self.STOP
         return self.CONTINUE

@@ -3,14 +3,15 @@
 Optuna's seeded TPE sampler proposes configurations from the task's search space
 (`<pipeline>.tune.space`); Ray Tune runs them, one CPU and one torch thread per trial,
 each on a fixed subset of the train/val splits for at most `tune.max_epochs` epochs, and
-successive halving stops the unpromising ones early (hpo.BatchedHalving). Trials run in
-batches of `tune.concurrency`, so the search, and best_config.json, are the same whatever
-order trials finish in: each trial's training is seeded and single-threaded, and ties
-are broken by trial number. Trials are ranked by the val_loss the task's
-`fit_trial` reports (for the trigger word the unweighted BCE, as its pos_weight is
-searched). Ray is local (one CPU per core) unless RAY_ADDRESS names a cluster; a trial lost
-with its node or process runs once more. Under a pipeline run each trial is an MLflow child
-run, tagged with the Ray node that ran it. The study is kept in .cache/tune/<study>/
+successive halving stops the unpromising ones early (hpo.BatchedHalving). The sampler's
+random startup trials run `tune.concurrency` at a time, each next one as soon as a trial
+finishes; the rest in batches of `tune.concurrency` (hpo.Batches). So the search, and
+best_config.json, are the same whatever order trials finish in: each trial's training is
+seeded and single-threaded, and ties are broken by trial number. Trials are ranked by the
+val_loss the task's `fit_trial` reports (for the trigger word the unweighted BCE, as its
+pos_weight is searched). Ray is local (one CPU per core) unless RAY_ADDRESS names a
+cluster; a trial lost with its node or process runs once more. Under a pipeline run each
+trial is an MLflow child run, tagged with the Ray node that ran it. The study is kept in .cache/tune/<study>/
 (see hpo.Ledger): DVC deletes a stage's outputs before re-running it, so resumable state
 lives outside them. Outputs: data/<pipeline>/tune/best_config.json (read by the train
 stage), reports/<pipeline>/tune/{trials.csv, summary.json}.
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import optuna
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from components import hpo, paths, tasks, tracking
@@ -97,8 +97,11 @@ def trial(config: dict, ctx: TrialContext) -> None:
 def search(ctx: TrialContext, space: dict, ledger: hpo.Ledger, new_trials: int, storage: Path) -> None:
     """Run `new_trials` more trials of the ledger's study on the connected Ray."""
     budget, done = ctx.params.tune, ledger.finished()
+    # The sampler's random startup trials still to run (the finished ones count towards them)
+    # go without a barrier; the rest in batches of `concurrency` (hpo.Batches).
+    free = max(0, budget.startup_trials - len(done))
     scheduler = hpo.BatchedHalving("val_loss", budget.max_epochs, budget.grace_epochs, budget.reduction_factor,
-                                   budget.concurrency)
+                                   budget.concurrency, free)
     log = hpo.TrialLog(ledger, scheduler, ctx.mlflow.tracking_uri if ctx.mlflow else None)
     # The sampler's seed moves on with the study, so a resumed search does not redraw the
     # random startup points it already tried; the finished trials are handed back to it.
@@ -107,9 +110,7 @@ def search(ctx: TrialContext, space: dict, ledger: hpo.Ledger, new_trials: int, 
     searcher = OptunaSearch(metric="best_val_loss", mode="min", sampler=sampler,
                             points_to_evaluate=[r.config for r in done] or None,
                             evaluated_rewards=[r.val_loss for r in done] or None)
-    # A batch of `concurrency` trials at a time: the next is proposed when all have finished,
-    # so the sampler and the scheduler see the same trials whatever order they finish in.
-    searcher = ConcurrencyLimiter(searcher, max_concurrent=budget.concurrency, batch=True)
+    searcher = hpo.Batches(searcher, budget.concurrency, free)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trial, ctx=ctx), {"cpu": 1}),
         param_space=space,

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from ray.tune.search import Searcher
 
 from components import hpo, tune
 from components.tasks.trigger_word import TASK as task
@@ -173,10 +174,12 @@ def test_search_space_is_validated(tmp_path):
 
 def halving_run(order: list[tuple[int, int]], losses: dict[int, list[float]]) -> tuple[set[int], dict[int, int]]:
     """Feed BatchedHalving each (trial, epoch) result in `order` (skipping trials it has
-    stopped); returns the pruned trials and the epochs each ran."""
+    stopped); returns the pruned trials and the epochs each ran. Trials 0-1 are the random
+    startup trials, then batches of 2."""
     from ray.tune.experiment import Trial
 
-    scheduler = hpo.BatchedHalving("val_loss", max_epochs=4, grace_epochs=1, reduction_factor=2, batch_size=2)
+    scheduler = hpo.BatchedHalving("val_loss", max_epochs=4, grace_epochs=1, reduction_factor=2, batch_size=2,
+                                   free=2)
     trials = [Trial("__fake", stub=True) for _ in losses]
     for t in trials:
         scheduler.on_trial_add(None, t)
@@ -192,9 +195,9 @@ def halving_run(order: list[tuple[int, int]], losses: dict[int, list[float]]) ->
 
 
 def test_halving_decisions_do_not_depend_on_which_trial_reports_first():
-    """Trials 0-1 form the first batch, 2-3 the second, 4-5 the third. ASHA would let trial
-    1 be pruned by trial 0 had 0 reached a rung first; here a trial is only judged against
-    the finished earlier batches, so any interleaving inside a batch gives the same result."""
+    """Trials 0-1 are the startup trials, 2-3 the first batch, 4-5 the second. ASHA would
+    let trial 1 be pruned by trial 0 had 0 reached a rung first; here a trial is only judged
+    against the finished earlier batches, so any interleaving gives the same result."""
     losses = {0: [0.5, 0.4, 0.3, 0.2], 1: [0.9, 0.8, 0.7, 0.6], 2: [0.6, 0.5, 0.45, 0.4],
               3: [0.95, 0.9, 0.9, 0.9], 4: [0.3, 0.2, 0.1, 0.05], 5: [0.6, 0.7, 0.8, 0.9]}
     results = []
@@ -207,3 +210,52 @@ def test_halving_decisions_do_not_depend_on_which_trial_reports_first():
     assert results[0] == results[1] == results[2]
     pruned, ran = results[0]
     assert pruned == {3, 5} and ran == {0: 4, 1: 4, 2: 4, 3: 1, 4: 4, 5: 2}
+
+
+class Recorder(Searcher):
+    """A searcher that proposes trial numbers and records what it had been told at each."""
+
+    def __init__(self):
+        super().__init__(metric="best_val_loss", mode="min")
+        self.told: list[str] = []
+        self.seen: dict[int, set[str]] = {}
+
+    def suggest(self, trial_id):
+        n = len(self.seen)
+        self.seen[n] = set(self.told)
+        return {"n": n}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.told.append(trial_id)
+
+
+def drive(batches: hpo.Batches, trials: int, finish) -> tuple[dict[int, set[int]], list[set[int]]]:
+    """Runs `trials` trials through `batches` as Ray would: propose while it gives trials,
+    then finish the live trial `finish` picks. Returns what the searcher had been told (as
+    trial numbers) when each trial was proposed, and the live trials after each proposal round."""
+    live, rounds, proposed = set(), [], 0
+    while proposed < trials or live:
+        while proposed < trials and batches.suggest(f"t{proposed}") is not None:
+            live.add(proposed)
+            proposed += 1
+        rounds.append(set(live))
+        done = finish(sorted(live))
+        live.discard(done)
+        batches.on_trial_complete(f"t{done}", {"best_val_loss": 0.0})
+    seen = {n: {int(t[1:]) for t in told} for n, told in batches.searcher.seen.items()}
+    return seen, rounds
+
+
+def test_startup_trials_run_without_a_barrier_and_batches_see_the_same_results():
+    """3 random startup trials, then batches of 2: whichever trial finishes first, each
+    batch is proposed from exactly the trials before it, while a startup trial starts as
+    soon as any trial finishes (ConcurrencyLimiter(batch=True) would wait for both)."""
+    seen = {}
+    for name, finish in (("oldest first", min), ("newest first", max)):
+        seen[name], rounds = drive(hpo.Batches(Recorder(), batch_size=2, free=3), 7, finish)
+        assert all(len(r) <= 2 for r in rounds)
+    after_startup = [{n: s[n] for n in (3, 4, 5, 6)} for s in seen.values()]  # startup trials ignore results
+    assert after_startup[0] == after_startup[1] == {3: {0, 1, 2}, 4: {0, 1, 2}, 5: set(range(5)), 6: set(range(5))}
+    assert seen["oldest first"][2] != seen["newest first"][2]  # what a startup trial was told does vary
+    _, rounds = drive(hpo.Batches(Recorder(), batch_size=2, free=3), 7, max)
+    assert {0, 2} in rounds  # trial 2 started while trial 0 still ran: no barrier among startup trials
