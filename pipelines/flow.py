@@ -123,16 +123,18 @@ def push_outputs(stages: list[Stage]) -> None:
 
 
 def run_pipeline(pipeline: str, push: bool) -> PipelineResult:
-    section = PIPELINES[pipeline]
-    params = load_params()
-    stages = pipeline_stages(pipeline)
-    with parent_run(pipeline, section, params) as run_id:
-        outcomes = []
-        for stage in stages:
-            get_run_logger().info("stage %s", stage.short)
-            outcomes.append(run_stage(stage))
-        if push:
-            push_outputs(stages)
+    with runguard.this_run_holds_the_workspace():
+        runguard.note_prefect_server()
+        section = PIPELINES[pipeline]
+        params = load_params()
+        stages = pipeline_stages(pipeline)
+        with parent_run(pipeline, section, params) as run_id:
+            outcomes = []
+            for stage in stages:
+                get_run_logger().info("stage %s", stage.short)
+                outcomes.append(run_stage(stage))
+            if push:
+                push_outputs(stages)
     return PipelineResult(pipeline, run_id, outcomes, push)
 
 

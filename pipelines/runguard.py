@@ -10,12 +10,14 @@ way out. A SIGKILL gives it no way out, so each run also leaves:
   file is touched, so a kill at any point leaves enough to undo it);
 - a watchdog, a detached process (its own session, so a kill of the run's process group
   spares it) that waits for the run's pid to exit and then does what the run could not:
-  kills the stage's process group, restores params.yaml if it still holds the overridden
-  text, and marks the MLflow parent run KILLED.
+  kills the stage's process group and the ephemeral Prefect API server the run started,
+  restores params.yaml if it still holds the overridden text, and marks the MLflow parent
+  run KILLED.
 
 If the watchdog died too (a reboot), the next run finds the stale state file and does the
 same before it starts. A workspace lock (flock on `.cache/cs230-run/lock`, released by the
-kernel when its holder dies) makes a second concurrent run refuse with the holder's pid.
+kernel when its holder dies) makes a second concurrent run refuse with the holder's pid. A
+flow run that no `cs230 run` started (a scheduled one) takes the same guard itself.
 """
 from __future__ import annotations
 
@@ -135,11 +137,53 @@ def boot_id() -> str:
         return ""
 
 
-def undo(state: dict) -> None:
-    """Everything a dead run left, in the order that frees the workspace first. A process
-    group recorded before a reboot is someone else's now: it is left alone."""
+EPHEMERAL_SERVER = "prefect.server.api.server:create_app"  # in the command line of Prefect's ephemeral API
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot): with the pid, names one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def note_prefect_server() -> None:
+    """Record the ephemeral Prefect API server this process started, if it started one
+    (with PREFECT_API_URL it did not), so that the watchdog can stop it: a SIGKILL of the
+    run leaves it running, re-parented to init, otherwise."""
+    children = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass
+    for pid in map(int, children):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if EPHEMERAL_SERVER.encode() in command:
+            update_state(prefect_server=[pid, _start_time(pid)])
+            return
+
+
+def stop_prefect_server(recorded: list | None) -> None:
+    if recorded and _start_time(recorded[0]) == recorded[1]:  # still that process, not a reused pid
+        try:
+            os.kill(recorded[0], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def undo(state: dict, dead: bool) -> None:
+    """Everything a run left, in the order that frees the workspace first. A dead run's
+    ephemeral Prefect server goes too (a live run's stops when the run exits). A process
+    recorded before a reboot is someone else's now: it is left alone."""
     if state.get("boot") == boot_id():
         kill_stage_group(state.get("stage_group"))
+        if dead:
+            stop_prefect_server(state.get("prefect_server"))
     restore_params(state)
     STATE_FILE.unlink(missing_ok=True)
 
@@ -159,7 +203,7 @@ def guarded_run() -> Iterator[None]:
     with workspace_lock():
         stale = read_state()
         if stale is not None:  # we hold the lock, so its run is dead (and its watchdog died or gave up)
-            undo(stale)
+            undo(stale, dead=True)
             mark_runs_killed(stale["pid"])
         atomic_write(STATE_FILE, json.dumps({"pid": os.getpid(), "boot": boot_id()}))
         watchdog = subprocess.Popen([sys.executable, "-m", "pipelines.runguard", str(os.getpid())],
@@ -170,7 +214,19 @@ def guarded_run() -> Iterator[None]:
         finally:
             state = read_state()
             if state is not None:
-                undo(state)
+                undo(state, dead=False)
+
+
+@contextmanager
+def this_run_holds_the_workspace() -> Iterator[None]:
+    """For a flow run: `cs230 run` took the guard before its overrides, so go on; a flow run
+    started otherwise (a scheduled one) takes it here, so it never overlaps a `cs230 run`."""
+    state = read_state()
+    if state is not None and state.get("pid") == os.getpid():
+        yield
+    else:
+        with guarded_run():
+            yield
 
 
 def _wait_for_exit(pid: int) -> None:
@@ -200,7 +256,7 @@ def watch(pid: int) -> None:
             state = read_state()
             if state is None or state.get("pid") != pid:
                 return
-            undo(state)
+            undo(state, dead=True)
     except WorkspaceBusy:  # a new run took the workspace first; it undoes what is left
         return
     mark_runs_killed(pid)

@@ -97,13 +97,16 @@ def parent_runs(root: Path) -> list:
 
 def test_sigkill_restores_params_kills_dvc_marks_run_and_resumes(project):
     """SIGKILL of `cs230 run --set` mid-stage: the stage saw the override, the watchdog puts
-    params.yaml back byte for byte, ends the orphaned dvc repro, marks the run KILLED; a second
-    run meanwhile refuses naming the pid, and the next run resumes from the cache."""
+    params.yaml back byte for byte, ends the orphaned dvc repro and the run's ephemeral Prefect
+    server, marks the run KILLED; a second run meanwhile refuses naming the pid, and the next
+    run resumes from the cache."""
     original = (project / "params.yaml").read_text()
     run = start_run(project, "--set", "trigger_word.seed=7")
     assert (project / "seen.txt").read_text() == "7"          # DVC and the stage see the override
     assert "seed: 7" in (project / "params.yaml").read_text()
     stage_pid = int((project / "stage.pid").read_text())
+    server_pid = json.loads((project / ".cache/cs230-run/run.json").read_text())["prefect_server"][0]
+    assert b"uvicorn" in Path(f"/proc/{server_pid}/cmdline").read_bytes() and alive(server_pid)
 
     second = subprocess.run([str(BIN / "cs230"), "run", "trigger-word", "--no-push"], cwd=project,
                             env=env_for(project), capture_output=True, text=True, timeout=120)
@@ -115,6 +118,7 @@ def test_sigkill_restores_params_kills_dvc_marks_run_and_resumes(project):
     run.wait(timeout=10)
     assert wait_for(lambda: (project / "params.yaml").read_text() == original)
     assert wait_for(lambda: not alive(stage_pid))
+    assert wait_for(lambda: not alive(server_pid))
     assert wait_for(lambda: [r.info.status for r in parent_runs(project)] == ["KILLED"])
     assert parent_runs(project)[0].data.tags["cs230.pid"] == str(run.pid)
 
@@ -145,7 +149,24 @@ def test_run_and_watchdog_killed_together_are_undone_by_the_next_run(project):
     assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
     assert (project / "params.yaml").read_text() == original
     assert wait_for(lambda: not alive(stage_pid), 5)
+    assert wait_for(lambda: not alive(state["prefect_server"][0]), 5)
     assert [r.info.status for r in parent_runs(project)] == ["KILLED"]
+
+
+def test_a_flow_run_not_started_by_cs230_run_takes_the_workspace_too(project):
+    """A scheduled run (the flow started by Prefect, not by `cs230 run`) refuses while a
+    `cs230 run` holds the workspace, and leaves that run's stage alone."""
+    run = start_run(project)
+    stage_pid = int((project / "stage.pid").read_text())
+    try:
+        scheduled = subprocess.run([sys.executable, "-c", "from pipelines.flow import FLOWS; FLOWS['trigger-word']()"],
+                                   cwd=project, env=env_for(project), capture_output=True, text=True, timeout=120)
+        assert scheduled.returncode != 0
+        assert f"another `cs230 run` (pid {run.pid}) is running in this workspace" in scheduled.stderr
+        assert alive(stage_pid) and run.poll() is None
+    finally:
+        (project / "hold").unlink()
+    assert run.wait(timeout=120) == 0, run.stdout.read()[-2000:]
 
 
 def test_sigterm_ends_the_run_cleanly(project):
