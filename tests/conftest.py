@@ -384,7 +384,8 @@ def in_repo(flow_repo, monkeypatch):
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # its own startup timeout (30 s by default) ran out in a CI-style run on a slow machine
+    with prefect_test_harness(server_startup_timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])):
         yield
 
 

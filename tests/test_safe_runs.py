@@ -203,14 +203,6 @@ open(f"{kind}.out", "w").write(str(attempt))
 """
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
-
-
 @pytest.fixture()
 def counted_project(tmp_path, monkeypatch):
     kinds = ("server", "lock", "traceback", "killed", "oom")
