@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from components.audio.model import TriggerWordModel
-from components.audio.training import ClipDataset, frame_metrics, train
+from components.audio.training import ClipDataset, evaluate, frame_metrics, train
 from components.config import load_params
 from components.errors import SafetyStop
 from components.tasks.trigger_word.fitting import train_config
@@ -87,6 +87,24 @@ def test_frame_metrics_on_a_hand_built_case():
     m = frame_metrics(probs, labels)
     assert m == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3})
     assert frame_metrics(torch.zeros(3), torch.zeros(3)) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_evaluate_reports_the_unweighted_bce_beside_the_weighted_loss(toy):
+    """Tune ranks trials by the plain BCE (their pos_weight is searched); evaluate gives it from the
+    same pass as the weighted loss, and train() passes it on as val_bce."""
+    root, ids = toy
+    ds = ClipDataset(root, ids[:8])
+    model = new_model()
+    weighted = evaluate(model, ds, torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(20.0)))
+    plain = evaluate(model, ds, torch.nn.BCEWithLogitsLoss())
+    assert plain["bce"] == pytest.approx(plain["loss"])
+    assert weighted["bce"] == pytest.approx(plain["loss"])
+    assert weighted["loss"] > 1.5 * weighted["bce"]  # positives weigh 20x: the two differ
+    seen = []
+    train(model, ds, ds, train_params("trigger_word", batch_size=4, max_epochs=1, pos_weight=20.0), 0,
+          on_epoch=lambda e, m: seen.append(m))
+    assert seen[0]["val_bce"] == pytest.approx(evaluate(model, ds, torch.nn.BCEWithLogitsLoss())["loss"])
+    assert seen[0]["val_loss"] > seen[0]["val_bce"]
 
 
 def test_training_learns_the_toy_task(toy):

@@ -102,19 +102,22 @@ def frame_metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float = 
 
 
 def evaluate(model: TriggerWordModel, ds: Dataset, loss_fn: nn.Module, workers: int = 0) -> dict:
-    """Mean per-step loss and frame metrics of `model` (eval mode) on `ds`."""
+    """Mean per-step loss under `loss_fn`, the unweighted BCE ("bce", what tune ranks trials by:
+    loss_fn's pos_weight is searched) and frame metrics of `model` (eval mode) on `ds`, in one pass."""
     model.eval()
     loader = DataLoader(ds, batch_size=EVAL_BATCH, num_workers=workers)
-    total, n, probs, labels = 0.0, 0, [], []
+    plain_bce = nn.BCEWithLogitsLoss()
+    total, bce, n, probs, labels = 0.0, 0.0, 0, [], []
     with torch.inference_mode():
         for wave, y in loader:
             logits = model(wave)
             total += float(loss_fn(logits, y)) * len(y)
+            bce += float(plain_bce(logits, y)) * len(y)
             n += len(y)
             probs.append(torch.sigmoid(logits))
             labels.append(y)
     metrics = frame_metrics(torch.cat(probs), torch.cat(labels))
-    return {"loss": total / max(n, 1), **metrics}
+    return {"loss": total / max(n, 1), "bce": bce / max(n, 1), **metrics}
 
 
 def _scheduler(opt, cfg: TrainParams, steps_per_epoch: int):
@@ -216,7 +219,7 @@ def train(model: TriggerWordModel, train_ds: ClipDataset, val_ds: ClipDataset, c
             train_loss, n = _train_epoch(model, loader, loss_fn, opt, sched if per_batch else None, GRAD_CLIP)
             train_s = time.perf_counter() - t0
             val = evaluate(model, val_ds, loss_fn, workers)
-            metrics = {"train_loss": train_loss, "val_loss": val["loss"],
+            metrics = {"train_loss": train_loss, "val_loss": val["loss"], "val_bce": val["bce"],
                        "val_precision": val["precision"], "val_recall": val["recall"],
                        "val_f1": val["f1"], "lr": opt.param_groups[0]["lr"],
                        "epoch_s": time.perf_counter() - t0, "train_clips_per_s": n / train_s}

@@ -85,22 +85,19 @@ def features_dir(data_dir: Path) -> Path:
 
 def fit_trial(p: TriggerWordParams, chosen: dict, data_dir: str, train_ids: list[str], val_ids: list[str],
               on_epoch) -> None:
-    """Train one configuration on the tune subsets. Trials are ranked by the unweighted BCE:
-    train()'s val_loss is weighted by the trial's own pos_weight, which is searched, so
-    ranked by it small weights would win by construction."""
-    import torch
-
-    from components.audio.training import evaluate, train
+    """Train one configuration on the tune subsets. Trials are ranked by the unweighted BCE
+    (train()'s val_bce): its val_loss is weighted by the trial's own pos_weight, which is
+    searched, so ranked by it small weights would win by construction."""
+    from components.audio.training import train
 
     net = build_model(p, chosen["model"])
     budget = p.tune
     cfg = train_config(p, {**chosen["train"], "max_epochs": budget.max_epochs, "patience": budget.max_epochs,
                            "threads": 1})
     train_ds, val_ds = datasets(p, Path(data_dir), net, train_ids, val_ids)
-    plain_bce = torch.nn.BCEWithLogitsLoss()
 
     def epoch_done(epoch: int, m: dict) -> None:
-        on_epoch(epoch, {**m, "val_loss_weighted": m["val_loss"], "val_loss": evaluate(net, val_ds, plain_bce)["loss"]})
+        on_epoch(epoch, {**m, "val_loss_weighted": m["val_loss"], "val_loss": m["val_bce"]})
     train(net, train_ds, val_ds, cfg, p.seed, on_epoch=epoch_done)
 
 
