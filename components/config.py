@@ -50,6 +50,7 @@ class SpeechParams(Section):
     trigger_renders: Annotated[int, Field(ge=4)] = 600
     renders_per_negative_word: Annotated[int, Field(ge=1)] = 6
     confusables: list[str] = []
+    auto_confusables: Annotated[int, Field(ge=0)] = 30
     extra_negative_words: list[str] = []
     random_negative_words: Annotated[int, Field(ge=0)] = 150
 

@@ -80,7 +80,7 @@ def test_frr_at_an_fa_rate_reads_the_best_curve_point_and_interpolates():
 
 # Few renders (22) so that a fresh gate seed costs a second of TTS.
 SMALL_GATE = {**TINY, "speech": {"trigger_renders": 8, "random_negative_words": 4, "renders_per_negative_word": 1,
-                                 "confusables": []},
+                                 "confusables": [], "auto_confusables": 0},
               "gate": {"positive_clips": 4, "negative_hours": 0.02}}
 
 

