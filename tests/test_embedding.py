@@ -100,8 +100,9 @@ def test_consumers_take_an_embedding_model(tmp_path):
 
 
 def test_features_stage_then_training_on_cached_embeddings(tiny_params_file, tiny_dataset, tmp_path):
-    """trigger_word-features embeds a generated dataset; fit trains the head on the cache and the
-    result is a detector file every consumer loads (8 clips of the tiny dataset, 1 epoch)."""
+    """trigger_word-features embeds a generated dataset; fit trains the head on the cache, evaluate
+    scores it (labels pooled onto its 80 ms steps) and the result is a detector file every consumer
+    loads (8 main, 2 stream and 2 unseen-voice clips of the tiny dataset, 1 epoch)."""
     import shutil
 
     import pandas as pd
@@ -111,7 +112,8 @@ def test_features_stage_then_training_on_cached_embeddings(tiny_params_file, tin
     data = tmp_path / "generated"
     data.mkdir()
     manifest = pd.read_csv(tiny_dataset / "manifest.csv")
-    manifest = manifest[manifest.subset == "main"].head(8)
+    manifest = pd.concat([manifest[manifest.subset == "main"].head(8),
+                          *(manifest[manifest.subset == subset].head(2) for subset in ("negative_stream", "unseen_voice"))])
     for f in manifest.file:
         (data / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tiny_dataset / f, data / f)
@@ -120,14 +122,20 @@ def test_features_stage_then_training_on_cached_embeddings(tiny_params_file, tin
     p = load_params(tiny_params_file).trigger_word
     p = p.model_copy(update={"features": p.features.model_copy(update={"frontend": "speech_embedding"}),
                              "train": p.train.model_copy(update={"max_epochs": 1, "threads": 1})})
-    assert features.run(p, data, fitting.features_dir(data))["files"] == 8
+    assert features.run(p, data, fitting.features_dir(data))["files"] == 12
     split = tmp_path / "split"
     split.mkdir()
     ids = list(manifest.clip_id)
-    (split / "train.txt").write_text("\n".join(ids[:6]))
-    (split / "val.txt").write_text("\n".join(ids[6:]))
+    for name, chosen in {"train": ids[:6], "val": ids[6:8], "test": ids[6:8], "negative_stream_val": ids[8:9],
+                         "negative_stream_test": ids[9:10], "test_unseen_voice": ids[10:]}.items():
+        (split / f"{name}.txt").write_text("\n".join(chosen))
     model, result = fitting.fit(p, data, split, {}, on_epoch=lambda e, m: None)
     assert isinstance(model, EmbeddingWordModel) and result.best_epoch == 1
     fitting.save_model(model, tmp_path / "model.pt")
+    from components.tasks.trigger_word.scoring import evaluate
+    (tmp_path / "evaluate").mkdir()
+    headline, metrics = evaluate(p, data, split, tmp_path / "model.pt", tmp_path / "detector.pt", tmp_path / "evaluate")
+    assert metrics["test"]["triggers"] > 0 and 0 <= headline["frame_f1_test"] <= 1
+    assert isinstance(load_model(tmp_path / "detector.pt"), EmbeddingWordModel)
     wave = _noise(1.0)
     assert load_model(tmp_path / "model.pt").stream().process(wave).shape == (12,)
