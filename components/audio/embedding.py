@@ -147,6 +147,16 @@ def _as_wave(wave) -> np.ndarray:
     return wave
 
 
+def label_factor(step_seconds: float, label_step_ms: float) -> int:
+    """How many label steps (labels.step_ms) one model step covers: 4 for the 80 ms embedding grid
+    over 20 ms labels, 1 for a model on the label grid. ValueError unless it is a whole number."""
+    factor = step_seconds * 1000 / label_step_ms
+    if factor < 1 - 1e-9 or abs(factor - round(factor)) > 1e-9:
+        raise ValueError(f"labels.step_ms {label_step_ms:g} does not divide the model's "
+                         f"{step_seconds * 1000:g} ms step")
+    return int(round(factor))
+
+
 def pool_labels(labels: np.ndarray, factor: int) -> np.ndarray:
     """Per-step labels on a grid `factor` times finer -> labels on the embedding grid.
 

@@ -58,10 +58,7 @@ class EmbeddingDataset(Dataset):
     """
 
     def __init__(self, cache_dir: Path, dataset_dir: Path, clip_ids: list[str], label_step_ms: float):
-        factor = emb.STEP_SECONDS * 1000 / label_step_ms
-        if abs(factor - round(factor)) > 1e-9:
-            raise ValueError(f"labels.step_ms {label_step_ms} does not divide the 80 ms embedding step")
-        self.factor = int(round(factor))
+        self.factor = emb.label_factor(emb.STEP_SECONDS, label_step_ms)
         index = pd.read_csv(cache_dir / "index.csv").set_index("clip_id")
         rows = pd.read_csv(dataset_dir / "manifest.csv").set_index("clip_id")["label_row"]
         missing = [c for c in clip_ids if c not in index.index]

@@ -40,9 +40,9 @@ def evaluate(p: TriggerWordParams, data_dir: Path, split_dir: Path, model_path: 
     manifest = pd.read_csv(data_dir / "manifest.csv")
     labels = np.load(data_dir / "labels.npy", mmap_mode="r")
     step_s, window = model.step_seconds, p.detection.window_after_s
-    factor = round(step_s * 1000 / p.labels.step_ms)
+    from components.audio.embedding import label_factor, pool_labels
+    factor = label_factor(step_s, p.labels.step_ms)
     if factor > 1:  # a speech-embedding head steps every 80 ms: labels on its grid, as it trained on
-        from components.audio.embedding import pool_labels
         labels = pool_labels(labels, factor)
     base = det.DetectionConfig.from_params(p.detection, threshold=0.5)  # the DET sweeps set their own thresholds
     names = ("val", "negative_stream_val", "test", "negative_stream_test", "test_unseen_voice")
