@@ -171,6 +171,14 @@ def test_face_stages_generate_validate_split_by_identity_and_gate(tmp_path):
         for person in manifest.set_index("image_id").loc[ids, "identity"]:
             assert owner.setdefault(person, name) == name  # no identity in two splits
     assert sum(counts.values()) == len(manifest) and counts["val"] > 0 and counts["test"] > 0
+    # a tune trial's subset is whole people (every image of each, in split order), about 12 images, fixed
+    train_ids = split.read_split(tmp_path / "split", "train")
+    sub = task.trial_subset(clean, tmp_path / "gen2", train_ids, 12)
+    person = manifest.set_index("image_id")["identity"]
+    chosen = set(person.loc[[int(i) for i in sub]])
+    assert 12 <= len(sub) < len(train_ids) and sub == [i for i in train_ids if person[int(i)] in chosen]
+    assert min(person.loc[[int(i) for i in sub]].value_counts()) >= 5
+    assert task.trial_subset(clean, tmp_path / "gen2", train_ids, 12) == sub
 
     gate = gate_data.run("face", p, tmp_path / "gate")
     gate_manifest = pd.read_csv(tmp_path / "gate" / "manifest.csv")

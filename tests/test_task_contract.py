@@ -103,6 +103,9 @@ def test_task_contract(pipeline, tmp_path, monkeypatch):
         assert all(path.is_file() for path in task.trial_code())
         chosen = {"model": {k: getattr(p.model, k) for k in task.model_keys},
                   "train": {k: getattr(p.train, k) for k in task.train_keys}}
+        subset = task.trial_subset(p, data, train_ids, 1)  # ids of the split, in its order
+        assert subset and subset == [i for i in train_ids if i in set(subset)]
+        assert task.trial_subset(p, data, train_ids, len(train_ids)) == train_ids
         trial_epochs = []
         task.fit_trial(p, chosen, str(data.resolve()), train_ids[:16], val_ids[:8], lambda e, m: trial_epochs.append(m))
         check_epochs(trial_epochs, task.score, "fit_trial")

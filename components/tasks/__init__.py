@@ -123,6 +123,12 @@ class Task:
         """JSON of what a trial trains with besides the searched keys and the data."""
         raise self._missing("tune")
 
+    def trial_subset(self, p, data_dir: Path, ids: list[str], n: int) -> list[str]:
+        """The fixed subset of a split's ids (about n) every trial trains or validates on: by
+        default n ids drawn with p.seed."""
+        from components.hpo import subset
+        return subset(ids, n, p.seed)
+
     def fit_trial(self, p, chosen: dict, data_dir: str, train_ids: list[str], val_ids: list[str],
                   on_epoch: OnEpoch) -> None:
         """Train chosen = {"model": {...}, "train": {...}} for p.tune.max_epochs on the id

@@ -25,6 +25,7 @@ class FaceTask(Task):
     # tune, train
     score, model_keys, train_keys = fitting.SCORE, fitting.MODEL_KEYS, fitting.TRAIN_KEYS
     trial_code = staticmethod(fitting.trial_code)
+    trial_subset = staticmethod(data.identity_subset)
     search_space = staticmethod(fitting.search_space)
     study_prefix = staticmethod(fitting.study_prefix)
     trial_identity = staticmethod(fitting.trial_identity)

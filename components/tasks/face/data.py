@@ -120,6 +120,25 @@ def split_arrays(data_dir: Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray
     return np.asarray(images[rows]), manifest["identity"].to_numpy()[rows]
 
 
+def identity_subset(p: FaceParams, data_dir: Path, ids: list[str], n: int) -> list[str]:
+    """About n image ids of whole identities (seeded by face.seed), in their split order: a trial needs
+    every image of its people, since n images drawn at random would give most people one image and no
+    positive pair. Identities are added until n images are reached."""
+    if n >= len(ids):
+        return list(ids)
+    _, manifest = load_dataset(Path(data_dir))
+    identity = manifest.set_index(manifest["image_id"].astype(str))["identity"].loc[list(map(str, ids))].to_numpy()
+    people = np.unique(identity)
+    counts = pd.Series(identity).value_counts()
+    chosen, total = set(), 0
+    for person in np.random.default_rng(p.seed).permutation(people):
+        if total >= n:
+            break
+        chosen.add(person)
+        total += int(counts[person])
+    return [i for i, person in zip(ids, identity) if person in chosen]
+
+
 # ---------------------------------------------------------------------------------- gate
 
 # Gate identities are the renderer's identities 10^9.. of the gate's seed; a dataset holds at
