@@ -112,7 +112,7 @@ def test_tiny_fit_lowers_loss_and_save_load_embeds_identically(tmp_path):
     d, p, same = loaded.verify(emb[:2], emb[[1, 7]])
     assert same.tolist() == list(d <= 0.8) and np.all((0 < p) & (p < 1))
     (tmp_path / "junk.pt").write_text("not a model")
-    with pytest.raises(ValueError, match="not a cs230-face-encoder/1 checkpoint"):
+    with pytest.raises(ValueError, match="not a cs230-face-encoder/2 checkpoint"):
         load_encoder(tmp_path / "junk.pt")
 
 
