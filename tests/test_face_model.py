@@ -126,11 +126,15 @@ def test_dlib_head_starts_as_dlib_and_embeds_chips_of_any_size():
     assert np.allclose(head.embed(chips), expected, atol=1e-5)  # zero-initialised correction
 
 
-def test_backbone_cache_gives_the_same_descriptors(tmp_path):
+def test_backbone_cache_and_worker_processes_give_the_same_descriptors(tmp_path, monkeypatch):
+    from components.face import backbone
+
     chips, _ = _tiny_data(n_ids=3, per_id=1, size=32)
     first = backbone_descriptors(chips, tmp_path)
     assert len(list(tmp_path.rglob("*.npy"))) == 3
     assert np.array_equal(backbone_descriptors(chips[::-1], tmp_path), first[::-1])
+    monkeypatch.setattr(backbone, "BATCH", 1)  # three batches over two processes, in order
+    assert np.array_equal(backbone_descriptors(chips, workers=2), first)
 
 
 def test_encoder_params_and_checkpoint_configs_are_strict():

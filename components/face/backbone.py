@@ -7,7 +7,10 @@ one is computed and written. The cache only saves time: with or without it the n
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
 import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,8 +38,10 @@ def _compute(chips: np.ndarray) -> np.ndarray:
     return np.asarray(_dlib_model().compute_face_descriptor(batch), np.float32).reshape(len(chips), EMBEDDING_DIM)
 
 
-def backbone_descriptors(chips: np.ndarray, cache_dir: Path | None = None, progress: bool = False) -> np.ndarray:
-    """dlib's raw descriptors (not normalised) of chips uint8 [N, S, S, 3] -> float32 [N, 128]."""
+def backbone_descriptors(chips: np.ndarray, cache_dir: Path | None = None, progress: bool = False,
+                         workers: int = 1) -> np.ndarray:
+    """dlib's raw descriptors (not normalised) of chips uint8 [N, S, S, 3] -> float32 [N, 128], the chips not
+    in the cache computed in batches over `workers` processes (dlib holds the GIL, so threads do not help)."""
     from tqdm import tqdm
 
     chips = check_chips(chips)
@@ -49,13 +54,20 @@ def backbone_descriptors(chips: np.ndarray, cache_dir: Path | None = None, progr
             out[i] = np.load(path)
         else:
             todo.append(i)
-    for start in tqdm(range(0, len(todo), BATCH), desc="dlib descriptors", unit="batch", disable=not progress):
-        rows = todo[start: start + BATCH]
-        out[rows] = _compute(chips[rows])
-        for i in rows if keys else ():
-            path = Path(cache_dir) / keys[i][:2] / f"{keys[i]}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # atomic: parallel trials share the cache
-            np.save(tmp, out[i])
-            os.replace(tmp, path)
+    batches = [todo[start: start + BATCH] for start in range(0, len(todo), BATCH)]
+    with ExitStack() as stack:
+        compute = map
+        if workers > 1 and len(batches) > 1:  # fork: the children run dlib and PIL only, never torch
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(batches)), mp_context=mp.get_context("fork")))
+            compute = pool.map
+        results = compute(_compute, (chips[rows] for rows in batches))
+        for rows, descriptors in tqdm(zip(batches, results), total=len(batches), desc="dlib descriptors",
+                                      unit="batch", disable=not progress):
+            out[rows] = descriptors
+            for i in rows if keys else ():
+                path = Path(cache_dir) / keys[i][:2] / f"{keys[i]}.npy"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # atomic: parallel trials share the cache
+                np.save(tmp, out[i])
+                os.replace(tmp, path)
     return out

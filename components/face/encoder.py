@@ -111,13 +111,15 @@ class FaceEncoder(nn.Module):
             y = x + self.head(self.body(x))
         return F.normalize(y, dim=1)
 
-    def inputs(self, chips: np.ndarray, cache_dir: Path | None = None, progress: bool = False) -> np.ndarray:
+    def inputs(self, chips: np.ndarray, cache_dir: Path | None = None, progress: bool = False,
+               workers: int = 1) -> np.ndarray:
         """The trainable part's inputs for uint8 chips: float32 [N, 3, s, s] or dlib descriptors [N, 128]
-        (read from / written to the descriptor cache when `cache_dir` is given, see backbone.py)."""
+        (read from / written to the descriptor cache when `cache_dir` is given, computed over `workers`
+        processes; see backbone.py)."""
         chips = check_chips(chips)
         if self.cfg.kind == "dlib_head":
             from components.face.backbone import backbone_descriptors
-            return backbone_descriptors(chips, cache_dir, progress)
+            return backbone_descriptors(chips, cache_dir, progress, workers)
         return chips_to_tensor(chips, self.cfg.image_size).numpy()
 
     def embed_inputs(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -54,8 +54,9 @@ def _train(p, model, data_dir, train_ids, val_ids, overrides: dict, threads: int
     val_x, val_y = split_arrays(data_dir, val_ids)
     t = p.train.model_copy(update=overrides)
     cache = DESCRIPTOR_CACHE if model.cfg.kind == "dlib_head" else None
-    return fit_model(model, model.inputs(train_x, cache, progress=True), train_y, model.inputs(val_x, cache),
-                     val_y, t, p.evaluate.target_far, p.seed, threads, on_epoch)
+    return fit_model(model, model.inputs(train_x, cache, progress=True, workers=threads), train_y,
+                     model.inputs(val_x, cache, workers=threads), val_y, t, p.evaluate.target_far, p.seed, threads,
+                     on_epoch)
 
 
 def fit_trial(p, chosen: dict, data_dir: str, train_ids: list[str], val_ids: list[str], on_epoch) -> None:

@@ -2,6 +2,7 @@
 rendered test identities and on real photos), plots, and the TAR-at-FAR registry gate."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def evaluate(p, data_dir: Path, split_dir: Path, model_path: Path, evaluated_out
     from components.tasks.face.data import load_dataset, split_arrays
     from components.tasks.face.fitting import DESCRIPTOR_CACHE
 
-    e = p.evaluate
+    e, workers = p.evaluate, len(os.sched_getaffinity(0))  # dlib's descriptors: one process per core
     model = load_encoder(model_path)
     val_x, val_y = split_arrays(data_dir, read_split(split_dir, "val"))
     test_ids = read_split(split_dir, "test")
@@ -58,9 +59,9 @@ def evaluate(p, data_dir: Path, split_dir: Path, model_path: Path, evaluated_out
 
     # the baseline: dlib's raw descriptors, normalised, threshold on a sample of val identities
     vs, ts = _sample(val_y, e.baseline_identities, e.seed), _sample(test_y, e.baseline_identities, e.seed)
-    dlib_val = ev.normalise(backbone_descriptors(val_x[vs], DESCRIPTOR_CACHE, progress=True))
+    dlib_val = ev.normalise(backbone_descriptors(val_x[vs], DESCRIPTOR_CACHE, True, workers))
     dlib_threshold = ev.operating_point(dlib_val, val_y[vs], e.target_far)[0]
-    dlib_test = backbone_descriptors(test_x[ts], DESCRIPTOR_CACHE, progress=True)
+    dlib_test = backbone_descriptors(test_x[ts], DESCRIPTOR_CACHE, True, workers)
     baseline = {"identities": int(len(np.unique(test_y[ts]))),
                 "ours": ev.evaluate_embeddings(emb[ts], test_y[ts], model.threshold, e)[0],
                 "dlib": ev.evaluate_embeddings(dlib_test, test_y[ts], dlib_threshold, e)[0]}
@@ -68,7 +69,8 @@ def evaluate(p, data_dir: Path, split_dir: Path, model_path: Path, evaluated_out
     real = {"photos": len(real_y), "people": int(len(np.unique(real_y)))}
     if len(np.unique(real_y)) >= 2:
         for name, (vectors, t) in {"ours": (model.embed(real_x), model.threshold),
-                                   "dlib": (ev.normalise(backbone_descriptors(real_x)), dlib_threshold)}.items():
+                                   "dlib": (ev.normalise(backbone_descriptors(real_x, workers=workers)),
+                                            dlib_threshold)}.items():
             d_same, d_diff = ver.all_pair_distances(vectors, real_y)
             d = np.r_[d_same, d_diff]
             same = np.r_[np.ones(len(d_same), bool), np.zeros(len(d_diff), bool)]
