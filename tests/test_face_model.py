@@ -60,8 +60,12 @@ def test_tar_at_far_eer_and_kfold_on_hand_built_distances():
     d = np.r_[np.full(50, 0.2), np.full(50, 0.8)]
     same = np.r_[np.ones(50, bool), np.zeros(50, bool)]
     assert ver.kfold_accuracy(d, same, folds=10) == (1.0, 0.0)
-    same[0] = False  # one mislabelled pair costs one pair of accuracy
-    assert ver.kfold_accuracy(d, same, folds=10)[0] == pytest.approx(0.99)
+    same[0], same[-1] = False, True  # two mislabelled pairs cost two pairs of accuracy
+    assert ver.kfold_accuracy(d, same, folds=10)[0] == pytest.approx(0.98)
+    # balanced pairs: with 5% same pairs and no signal, saying "different" to all is not 95% accurate
+    rng = np.random.default_rng(0)
+    d, same = rng.uniform(size=2000), np.arange(2000) < 100
+    assert ver.kfold_accuracy(d, same, folds=10)[0] < 0.65
     intercept, slope = ver.fit_calibration(np.r_[np.linspace(0, 0.6, 50), np.linspace(0.4, 1.2, 50)],
                                            np.r_[np.ones(50, bool), np.zeros(50, bool)])
     assert slope < 0 and 0.4 < -intercept / slope < 0.7  # p_same falls with distance, 0.5 near the overlap
