@@ -8,7 +8,7 @@ from components.config import FaceTrain, load_params
 from components.face import verification as ver
 from components.face.backbone import backbone_descriptors
 from components.face.encoder import EncoderConfig, build_encoder, load_encoder, save_encoder
-from components.face.training import fit
+from components.face.training import augment, fit
 from components.face.triplet import mine_triplets, pk_batches, triplet_loss
 
 
@@ -128,6 +128,15 @@ def test_dlib_head_starts_as_dlib_and_embeds_chips_of_any_size():
     assert desc.shape == (2, 128)
     expected = desc / np.linalg.norm(desc, axis=1, keepdims=True)
     assert np.allclose(head.embed(chips), expected, atol=1e-5)  # zero-initialised correction
+
+
+def test_augment_turns_a_share_of_chips_grey_and_strength_zero_leaves_them():
+    x = torch.rand(400, 3, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(augment(x, 0.0, gen), x)
+    y = augment(x, 1.0, gen)
+    grey = ((y[:, 0] == y[:, 1]) & (y[:, 1] == y[:, 2])).flatten(1).all(1)
+    assert 0.12 < float(grey.float().mean()) < 0.28 and not torch.equal(y[~grey], x[~grey])
 
 
 def test_backbone_cache_and_worker_processes_give_the_same_descriptors(tmp_path, monkeypatch):
