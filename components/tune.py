@@ -183,7 +183,8 @@ def run(pipeline: str, p, data_dir: Path, split_dir: Path, out_dir: Path, report
         print(f"study {name}: {len(ledger.finished())} trials finished, {new_trials} to run, "
               f"{budget.concurrency} at a time", flush=True)
         if new_trials:
-            ctx = TrialContext(pipeline, p, str(data_dir.resolve()), task.trial_subset(p, data_dir, train_ids, budget.train_items),
+            ctx = TrialContext(pipeline, p, str(data_dir.resolve()),
+                               task.trial_subset(p, data_dir, train_ids, budget.train_items),
                                task.trial_subset(p, data_dir, val_ids, budget.val_items), _child_runs())
             started = _start_ray(ray_address)
             try:

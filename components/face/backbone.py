@@ -58,7 +58,8 @@ def backbone_descriptors(chips: np.ndarray, cache_dir: Path | None = None, progr
     with ExitStack() as stack:
         compute = map
         if workers > 1 and len(batches) > 1:  # fork: the children run dlib and PIL only, never torch
-            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(batches)), mp_context=mp.get_context("fork")))
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(batches)),
+                                                           mp_context=mp.get_context("fork")))
             compute = pool.map
         results = compute(_compute, (chips[rows] for rows in batches))
         for rows, descriptors in tqdm(zip(batches, results), total=len(batches), desc="dlib descriptors",
