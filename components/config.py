@@ -678,12 +678,12 @@ class StyleModel(Section):
 
 class StyleTrain(Section):
     """Training the fast network: its own loss weights (beta/alpha with alpha 1), and budget."""
-    style_weight: float = Field(10.0, gt=0.0)  # beta of the fast network's loss (alpha = 1)
+    style_weight: float = Field(5.0, gt=0.0)  # beta of the fast network's loss (alpha = 1)
     style_scale: float = Field(1.0, gt=0.0)  # style layer l's weight w_l times style_scale**l (l = 0, 1, ...)
     tv_weight: float = Field(0.0, ge=0.0)
-    lr: float = Field(1e-2, gt=0.0, le=1.0)
-    train_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the training images (it runs at any size)
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    crop_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the random training crops (it runs at any size)
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 120
     batch_size: Annotated[int, Field(ge=1, le=64)] = 4
     threads: Annotated[int, Field(ge=0, le=64)] = 0  # torch threads; 0: every core
 
@@ -692,7 +692,7 @@ class StyleSpace(Section):
     style_weight: Range = [3.0, 300.0]  # log-uniform
     style_scale: Range = [0.5, 2.0]  # log-uniform
     tv_weight: Range = [0.0, 1.0]  # uniform
-    lr: Range = [1e-3, 1e-2]  # log-uniform
+    lr: Range = [3e-4, 3e-3]  # log-uniform
     width: list[Annotated[int, Field(ge=2, le=128)]] = Field([4, 8, 16], min_length=1)
 
 

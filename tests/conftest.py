@@ -102,7 +102,7 @@ DAY_NIGHT_TINY = {"generate": {"images": 240, "unseen_style_images": 40}, "gate"
 # A style-transfer run of seconds: 6 content images at 64 px, a width-4 network for 1 epoch, 2 Gatys steps.
 STYLE_TINY = {"image_size": 64, "features": "random", "data": {"content_images": 6},
               "model": {"width": 4, "residual_blocks": 1},
-              "train": {"epochs": 1, "train_size": 32, "batch_size": 4, "threads": 1},
+              "train": {"epochs": 1, "crop_size": 32, "batch_size": 4, "threads": 1},
               "tune": {"train_items": 4, "val_items": 2, "max_epochs": 1},
               "gatys": {"steps": 2}, "evaluation": {"images": 1, "frontier_weights": [10.0]},
               "gate": {"images": 4, "size": 32}}

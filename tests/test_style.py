@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from components.config import load_params
+from components.errors import InputError
 from components.style.fast import TransformNet, train_fast
 from components.style.features import RandomFeatures, load_features, load_vgg16, vgg16_onnx_bytes
 from components.style.io import load_fast, save_fast, to_tensor
@@ -85,13 +86,43 @@ def test_fast_network_keeps_the_shape_trains_and_round_trips(tmp_path):
     assert net(torch.rand(1, 3, 30, 42)).shape == (1, 3, 30, 42)  # any size (padded to a multiple of 4)
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     history = train_fast(net, images, _small_loss(to_tensor(make_style("woodcut", 0, 32))), epochs=3,
-                         batch_size=2, lr=1e-2, seed=0)
+                         batch_size=2, lr=1e-2, seed=0, crop=24)
     assert history[-1]["loss"] < history[0]["loss"]
     save_fast(net, tmp_path / "net.pt", {"style": "woodcut"})
     again, meta = load_fast(tmp_path / "net.pt")
     assert meta == {"style": "woodcut"}
     with torch.no_grad():
         assert torch.equal(again(images[:1]), net.eval()(images[:1]))
+    old = torch.load(tmp_path / "net.pt", weights_only=True)
+    del old["format"]  # what the first version saved: its forward differs, so its weights mean nothing here
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(InputError, match="not a cs230-style-net/2 style network"):
+        load_fast(tmp_path / "old.pt")
+
+
+def test_training_crops_are_seeded_windows_of_the_full_images():
+    """Each batch is one seeded crop of full-size images (the scale the style target was taken at)."""
+    seen = []
+
+    class Recorder:
+        def content_target(self, batch):
+            seen.append(batch.clone())
+            return batch
+
+        def __call__(self, generated, target):
+            value = (generated - target).pow(2).mean()
+            return value, {"loss": value.item()}
+
+    images = torch.rand(4, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        train_fast(TransformNet(width=2, residual_blocks=0), images, Recorder(), epochs=2, batch_size=2,
+                   lr=1e-3, seed=3, crop=16)
+    first, second = seen[:4], seen[4:]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))  # seeded
+    assert all(b.shape == (2, 3, 16, 16) for b in first)
+    windows = [next((i, y, x) for i in range(4) for y in range(25) for x in range(25)
+                    if torch.equal(images[i, :, y:y + 16, x:x + 16], b[0])) for b in first]
+    assert len({(y, x) for _, y, x in windows}) > 1  # the window moves between batches
 
 
 def test_procedural_styles_are_deterministic_and_not_blank():

@@ -3,8 +3,9 @@
 Architecture (their Table 1, narrowed): 9x9 conv, two stride-2 3x3 convs, residual blocks, two
 resize-convolutions (nearest x2 then 3x3 conv: no checkerboard artefacts, Odena et al. 2016) and a
 9x9 conv to RGB; instance normalisation (Ulyanov et al. 2016) and ReLU after every conv but the last;
-reflection padding; the output is sigmoid(logit(input) + the network's change), in [0, 1]. Fully convolutional.
-Trained against the perceptual loss of a frozen feature network, for a budget of epochs.
+reflection padding; a sigmoid maps the last conv to [0, 1]. Fully convolutional. Trained from scratch
+against the perceptual loss of a frozen feature network, on random crops of the content images, for a
+budget of epochs.
 """
 from __future__ import annotations
 
@@ -55,24 +56,22 @@ class TransformNet(nn.Module):
             _conv(3, w, 9), _conv(w, 2 * w, 3, 2), _conv(2 * w, 4 * w, 3, 2),
             *[Residual(4 * w) for _ in range(residual_blocks)],
             UpConv(4 * w, 2 * w), UpConv(2 * w, w), _conv(w, 3, 9, norm=False))
-        nn.init.zeros_(self.net[-1][-1].weight)  # starts as the identity (see forward)
-        nn.init.zeros_(self.net[-1][-1].bias)
+        nn.init.normal_(self.net[-1][-1].weight, std=0.01)  # starts near mid-grey, far from saturation
 
     def forward(self, x):
-        """sigmoid(logit(x) + net(x)): the network learns a change of the input image, so it keeps C's
-        structure from the first step (trained from scratch alone, a few thousand steps, the CPU's
-        budget, left a flat wash of S's colour)."""
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % 4, -w % 4  # the two stride-2 convs need sides divisible by 4
-        change = self.net(F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x)[..., :h, :w]
-        return torch.sigmoid(torch.logit(x.clamp(0.01, 0.99)) + change)
+        out = self.net(F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x)[..., :h, :w]
+        return torch.sigmoid(out)
 
 
 def train_fast(net: TransformNet, images: torch.Tensor, loss: PerceptualLoss, epochs: int, batch_size: int,
-               lr: float, seed: int, on_epoch=None, progress: bool = False) -> list[dict]:
-    """Fit net on content images [N, 3, S, S] (already at the training size) for `epochs` passes in a
-    seeded order, with Adam. on_epoch(epoch, figures) is called after each epoch (mean loss terms);
-    returns those figures per epoch."""
+               lr: float, seed: int, crop: int, on_epoch=None, progress: bool = False) -> list[dict]:
+    """Fit net on content images [N, 3, S, S] for `epochs` passes in a seeded order, with Adam; each
+    batch is one seeded crop-x-crop window of its images (crop >= S: whole images). The images stay at
+    the size the style target was computed at, so the network learns strokes at the scale it will
+    paint them (images shrunk to the crop size made strokes half as large at full size). on_epoch(epoch,
+    figures) is called after each epoch (mean loss terms); returns those figures per epoch."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     history = []
@@ -83,6 +82,10 @@ def train_fast(net: TransformNet, images: torch.Tensor, loss: PerceptualLoss, ep
         batches = 0
         for start in range(0, len(images), batch_size):
             batch = images[order[start:start + batch_size]]
+            if crop < min(images.shape[-2:]):
+                y = int(torch.randint(0, images.shape[-2] - crop + 1, (1,), generator=gen))
+                x = int(torch.randint(0, images.shape[-1] - crop + 1, (1,), generator=gen))
+                batch = batch[..., y:y + crop, x:x + crop]
             target = loss.content_target(batch)
             opt.zero_grad()
             total, terms = loss(net(batch), target)

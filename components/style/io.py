@@ -12,6 +12,8 @@ from components.errors import InputError
 from components.style.fast import TransformNet
 from components.vision.images import load_image
 
+FORMAT = "cs230-style-net/2"  # /2: trained from scratch (/1 learnt a change of the input image)
+
 
 def read_image(path: Path, size: int) -> torch.Tensor:
     """[1, 3, size, size] float in [0, 1]: centre-cropped square, Lanczos-resized. Raises ImageReadError
@@ -40,15 +42,22 @@ def write_png(image: torch.Tensor, path: Path) -> None:
 def save_fast(net: TransformNet, path: Path, meta: dict) -> None:
     """The fast network's config, weights and facts (style, feature network, ...) in one torch file."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": net.config, "state_dict": net.state_dict(), "meta": meta}, path)
+    torch.save({"format": FORMAT, "config": net.config, "state_dict": net.state_dict(), "meta": meta}, path)
 
 
 def load_fast(path: Path) -> tuple[TransformNet, dict]:
-    """(network in eval mode, its meta). Raises InputError when the file is not a saved fast network."""
+    """(network in eval mode, its meta). Raises InputError when the file is not a saved fast network of
+    this FORMAT (an older one needs `cs230 run style-transfer` again)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise InputError(f"{path}: not a saved style network ({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise InputError(f"{path}: not a {FORMAT} style network (older or foreign); "
+                         "train one with `cs230 run style-transfer`")
+    try:
         net = TransformNet(**saved["config"])
         net.load_state_dict(saved["state_dict"])
-    except (OSError, KeyError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as exc:
-        raise InputError(f"{path}: not a saved style network ({type(exc).__name__})") from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: broken {FORMAT} style network ({type(exc).__name__})") from None
     return net.eval(), saved.get("meta", {})

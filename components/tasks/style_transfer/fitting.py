@@ -50,7 +50,7 @@ def study_prefix(p: StyleTransferParams) -> str:
 def trial_identity(p: StyleTransferParams) -> dict:
     return {"features": p.features, "pooling": p.pooling, "layers": getattr(p.layers, p.features).model_dump(),
             "loss": p.loss.model_dump(), "model": p.model.model_dump(exclude=set(MODEL_KEYS)),
-            "train": p.train.model_dump(include={"train_size", "batch_size"})}
+            "train": p.train.model_dump(include={"crop_size", "batch_size"})}
 
 
 def losses(p: StyleTransferParams, style, train: dict):
@@ -66,11 +66,16 @@ def losses(p: StyleTransferParams, style, train: dict):
                            p.loss.tv_weight))
 
 
-def _tensors(images, size: int):
+def _tensors(images):
+    import numpy as np
     import torch
-    import torch.nn.functional as F
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-    return F.interpolate(x, size=(size, size), mode="area") if x.shape[-1] != size else x.contiguous()
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255).contiguous()
+
+
+def _centre(x, side: int):
+    """The centre side-x-side window of images [N, 3, H, W] (whole images when they are smaller)."""
+    top, left = max(0, (x.shape[-2] - side) // 2), max(0, (x.shape[-1] - side) // 2)
+    return x[..., top:top + side, left:left + side].contiguous()
 
 
 def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, train_ids: list[str],
@@ -82,10 +87,11 @@ def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, 
 
     torch.set_num_threads(threads)
     torch.manual_seed(p.seed)
-    size = p.train.train_size
-    _, _, style = load_dataset(Path(data_dir))
-    train_loss, val_loss = losses(p, _tensors(style[None], size), train)
-    train_x, val_x = _tensors(split_images(data_dir, train_ids), size), _tensors(split_images(data_dir, val_ids), size)
+    crop = p.train.crop_size
+    _, _, style = load_dataset(Path(data_dir))  # images and style at image_size: strokes keep their scale
+    train_loss, val_loss = losses(p, _tensors(style[None]), train)
+    train_x = _tensors(split_images(data_dir, train_ids))
+    val_x = _centre(_tensors(split_images(data_dir, val_ids)), crop)  # as cheap as a training batch
     val_target = val_loss.content_target(val_x)
     net = TransformNet(model["width"], model["residual_blocks"])
     result, best = FitResult(threads=threads), {"val_loss": float("inf")}
@@ -107,7 +113,7 @@ def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, 
             result.best_epoch = epoch
         on_epoch(epoch, figures)
 
-    train_fast(net, train_x, train_loss, epochs, p.train.batch_size, train["lr"], p.seed, epoch_end, progress)
+    train_fast(net, train_x, train_loss, epochs, p.train.batch_size, train["lr"], p.seed, crop, epoch_end, progress)
     net.load_state_dict(best["state"])
     result.seconds = time.perf_counter() - started
     return net.eval(), result
@@ -126,7 +132,7 @@ def fit(p: StyleTransferParams, data_dir: Path, split_dir: Path, tuned: dict, on
     threads = p.train.threads or len(os.sched_getaffinity(0))
     train_ids, val_ids = read_split(split_dir, "train"), read_split(split_dir, "val")
     print(f"training a width-{model['width']} fast network for style {style_name(p)} on {len(train_ids)} images at "
-          f"{p.train.train_size} px (style weight {train['style_weight']:.3g}, lr {train['lr']:.2g}), "
+          f"{p.train.crop_size} px crops (style weight {train['style_weight']:.3g}, lr {train['lr']:.2g}), "
           f"{p.train.epochs} epochs, {threads} threads", flush=True)
     net, result = train_net(p, model, train, data_dir, train_ids, val_ids, p.train.epochs, threads, on_epoch,
                             progress=True)
