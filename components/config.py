@@ -683,7 +683,7 @@ class StyleTrain(Section):
     tv_weight: float = Field(0.0, ge=0.0)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     crop_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the random training crops (it runs at any size)
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 120
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 160
     batch_size: Annotated[int, Field(ge=1, le=64)] = 4
     threads: Annotated[int, Field(ge=0, le=64)] = 0  # torch threads; 0: every core
 
