@@ -67,9 +67,8 @@ def losses(p: StyleTransferParams, style, train: dict):
 
 
 def _tensors(images):
-    import numpy as np
     import torch
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255).contiguous()
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous()
 
 
 def _centre(x, side: int):
