@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from components.config import load_params
-from components.errors import InputError
 from components.style.fast import TransformNet, train_fast
 from components.style.features import RandomFeatures, load_features, load_vgg16, vgg16_onnx_bytes
 from components.style.io import load_fast, save_fast, to_tensor
@@ -96,7 +95,7 @@ def test_fast_network_keeps_the_shape_trains_and_round_trips(tmp_path):
     old = torch.load(tmp_path / "net.pt", weights_only=True)
     del old["format"]  # what the first version saved: its forward differs, so its weights mean nothing here
     torch.save(old, tmp_path / "old.pt")
-    with pytest.raises(InputError, match="not a cs230-style-net/2 style network"):
+    with pytest.raises(ValueError, match="old.pt is not a cs230-style-net/2 checkpoint"):
         load_fast(tmp_path / "old.pt")
 
 
@@ -146,7 +145,7 @@ def test_stylize_command_writes_a_png_and_a_json_line(tmp_path, capsys):
                           [["c.png", "missing.png"], "missing.png: no such image file"],
                           [["c.png", "s.png", "--size", str(max_size + 1)], "over style_transfer.max_size"],
                           [["c.png"], "a STYLE image is needed"],
-                          [["c.png", "--model", "s.png"], "not a saved style network"]):
+                          [["c.png", "--model", "s.png"], "s.png is not a cs230-style-net/2 checkpoint"]):
         paths = [str(tmp_path / a) if a.endswith(".png") else a for a in argv]
         assert stylize_main(paths + ["-o", str(tmp_path / "x.png")]) == 2
         err = capsys.readouterr().err

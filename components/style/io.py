@@ -1,13 +1,13 @@
 """Images and fast networks on disk, for style transfer (square RGB tensors in [0, 1])."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from components.checkpoint_config import read_checkpoint, rebuilding
 from components.errors import InputError
 from components.style.fast import TransformNet
 from components.vision.images import load_image
@@ -46,18 +46,10 @@ def save_fast(net: TransformNet, path: Path, meta: dict) -> None:
 
 
 def load_fast(path: Path) -> tuple[TransformNet, dict]:
-    """(network in eval mode, its meta). Raises InputError when the file is not a saved fast network of
-    this FORMAT (an older one needs `cs230 run style-transfer` again)."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
-        raise InputError(f"{path}: not a saved style network ({type(exc).__name__})") from None
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise InputError(f"{path}: not a {FORMAT} style network (older or foreign); "
-                         "train one with `cs230 run style-transfer`")
-    try:
+    """(network in eval mode, its meta). A file that is not a saved fast network of this FORMAT (an older
+    one needs `cs230 run style-transfer` again) raises a one-line ValueError naming it."""
+    saved = read_checkpoint(path, FORMAT, "style network")
+    with rebuilding(path, FORMAT):
         net = TransformNet(**saved["config"])
         net.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: broken {FORMAT} style network ({type(exc).__name__})") from None
     return net.eval(), saved.get("meta", {})
