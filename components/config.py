@@ -665,7 +665,7 @@ class StyleGatys(Section):
 
 class StyleData(Section):
     styles: list[Literal["swirl", "mosaic", "woodcut"]] = Field(["swirl", "mosaic", "woodcut"], min_length=1)
-    content_images: Annotated[int, Field(ge=6, le=100_000)] = 40  # rendered scenes, without user photos
+    content_images: Annotated[int, Field(ge=6, le=100_000)] = 120  # rendered scenes, without user photos
     min_side: Annotated[int, Field(ge=16, le=4096)] = 64  # smaller user images are refused
     min_pixel_std: float = Field(2.0, ge=0.0)  # an image flatter than this (0-255 units) is blank
 
@@ -678,14 +678,15 @@ class StyleModel(Section):
 
 class StyleTrain(Section):
     """Training the fast network: its own loss weights (beta/alpha with alpha 1), and budget."""
-    style_weight: float = Field(5.0, gt=0.0)  # beta of the fast network's loss (alpha = 1)
+    style_weight: float = Field(6.0, gt=0.0)  # beta of the fast network's loss (alpha = 1)
     style_scale: float = Field(1.0, gt=0.0)  # style layer l's weight w_l times style_scale**l (l = 0, 1, ...)
     tv_weight: float = Field(0.0, ge=0.0)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     crop_size: Annotated[int, Field(ge=32, le=1024)] = 128  # side of the random training crops (it runs at any size)
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 160
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 80
     batch_size: Annotated[int, Field(ge=1, le=64)] = 4
     threads: Annotated[int, Field(ge=0, le=64)] = 0  # torch threads; 0: every core
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU computes it natively
 
 
 class StyleSpace(Section):
@@ -701,7 +702,7 @@ class StyleTune(TuneBudget):
 
 
 class StyleEvaluation(Section):
-    images: Annotated[int, Field(ge=1, le=1000)] = 4  # test content images stylised by both methods
+    images: Annotated[int, Field(ge=1, le=1000)] = 8  # test content images stylised by both methods
     frontier_weights: list[Annotated[float, Field(gt=0.0)]] = Field([1.0, 10.0, 100.0], min_length=1)
 
 

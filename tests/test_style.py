@@ -99,6 +99,23 @@ def test_fast_network_keeps_the_shape_trains_and_round_trips(tmp_path):
         load_fast(tmp_path / "old.pt")
 
 
+def test_bf16_training_keeps_fp32_weights_and_losses():
+    """Under train.precision bf16 only the networks run in bf16: the loss is fp32 and near its fp32 value."""
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    loss, net = _small_loss(to_tensor(make_style("swirl", 0, 32))), TransformNet(width=4, residual_blocks=1)
+    with torch.no_grad():
+        exact, _ = loss(net(images), loss.content_target(images))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, _ = loss(net(images), loss.content_target(images))
+    assert fast.dtype == torch.float32 and abs(fast.item() - exact.item()) < 0.02 * exact.item()
+    train_fast(net, images, loss, epochs=3, batch_size=2, lr=3e-3, seed=0, crop=32, bf16=True)
+    with torch.no_grad():
+        trained, _ = loss(net(images), loss.content_target(images))
+    assert trained.item() < 0.5 * exact.item()  # seeds 0-5 all reach about 0.1x
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
 def test_training_crops_are_seeded_windows_of_the_full_images():
     """Each batch is one seeded crop of full-size images (the scale the style target was taken at)."""
     seen = []

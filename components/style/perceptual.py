@@ -31,10 +31,14 @@ class PerceptualLoss:
             return self.net(content, [self.content_layer])[self.content_layer]
 
     def __call__(self, generated: torch.Tensor, content_feats: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """(total loss, its terms as floats) for generated images against content activations."""
+        """(total loss, its terms as floats) for generated images against content activations. Under a
+        bf16 autocast only the networks run in bf16: the Gram matrices and the losses stay fp32."""
         feats = self.net(generated, self.layers)
-        c = content_loss(feats[self.content_layer], content_feats) / content_feats.pow(2).mean().clamp_min(1e-12)
-        s = style_loss(feats, self.style_grams, self.style_weights)
-        tv = total_variation(generated)
+        with torch.autocast("cpu", enabled=False):
+            feats = {name: f.float() for name, f in feats.items()}
+            content_feats, generated = content_feats.float(), generated.float()
+            c = content_loss(feats[self.content_layer], content_feats) / content_feats.pow(2).mean().clamp_min(1e-12)
+            s = style_loss(feats, self.style_grams, self.style_weights)
+            tv = total_variation(generated)
         total = self.content_weight * c + self.style_weight * s + self.tv_weight * tv
         return total, {"content_loss": c.item(), "style_loss": s.item(), "tv_loss": tv.item(), "loss": total.item()}

@@ -58,8 +58,10 @@ def losses(p: StyleTransferParams, style, train: dict):
     from components.style.features import load_features
     from components.style.perceptual import PerceptualLoss
 
+    import torch
+
     layers = getattr(p.layers, p.features)
-    net = load_features(p.features, p.pooling, p.seed)
+    net = load_features(p.features, p.pooling, p.seed).to(memory_format=torch.channels_last)  # as train_fast's
     scaled = {name: w * train["style_scale"] ** i for i, (name, w) in enumerate(layers.style.items())}
     return (PerceptualLoss(net, style, layers.content, scaled, 1.0, train["style_weight"], train["tv_weight"]),
             PerceptualLoss(net, style, layers.content, layers.style, p.loss.content_weight, p.loss.style_weight,
@@ -77,6 +79,12 @@ def _centre(x, side: int):
     return x[..., top:top + side, left:left + side].contiguous()
 
 
+def precision(p: StyleTransferParams) -> str:
+    """The training precision train.precision resolves to on this CPU: bf16 or fp32."""
+    from components.style.fast import native_bf16
+    return "bf16" if p.train.precision == "bf16" or (p.train.precision == "auto" and native_bf16()) else "fp32"
+
+
 def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, train_ids: list[str],
               val_ids: list[str], epochs: int, threads: int, on_epoch, progress: bool = False):
     """(the network at its best val epoch, FitResult)."""
@@ -90,7 +98,7 @@ def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, 
     _, _, style = load_dataset(Path(data_dir))  # images and style at image_size: strokes keep their scale
     train_loss, val_loss = losses(p, _tensors(style[None]), train)
     train_x = _tensors(split_images(data_dir, train_ids))
-    val_x = _centre(_tensors(split_images(data_dir, val_ids)), crop)  # as cheap as a training batch
+    val_x = _centre(_tensors(split_images(data_dir, val_ids)), crop).contiguous(memory_format=torch.channels_last)
     val_target = val_loss.content_target(val_x)
     net = TransformNet(model["width"], model["residual_blocks"])
     result, best = FitResult(threads=threads), {"val_loss": float("inf")}
@@ -112,7 +120,8 @@ def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, 
             result.best_epoch = epoch
         on_epoch(epoch, figures)
 
-    train_fast(net, train_x, train_loss, epochs, p.train.batch_size, train["lr"], p.seed, crop, epoch_end, progress)
+    train_fast(net, train_x, train_loss, epochs, p.train.batch_size, train["lr"], p.seed, crop, epoch_end, progress,
+               precision(p) == "bf16")
     net.load_state_dict(best["state"])
     result.seconds = time.perf_counter() - started
     return net.eval(), result
@@ -132,10 +141,10 @@ def fit(p: StyleTransferParams, data_dir: Path, split_dir: Path, tuned: dict, on
     train_ids, val_ids = read_split(split_dir, "train"), read_split(split_dir, "val")
     print(f"training a width-{model['width']} fast network for style {style_name(p)} on {len(train_ids)} images at "
           f"{p.train.crop_size} px crops (style weight {train['style_weight']:.3g}, lr {train['lr']:.2g}), "
-          f"{p.train.epochs} epochs, {threads} threads", flush=True)
+          f"{p.train.epochs} epochs, {threads} threads, {precision(p)}", flush=True)
     net, result = train_net(p, model, train, data_dir, train_ids, val_ids, p.train.epochs, threads, on_epoch,
                             progress=True)
-    net.meta = {"style": style_name(p), "features": p.features, "train": train}
+    net.meta = {"style": style_name(p), "features": p.features, "train": train, "precision": precision(p)}
     return net, result
 
 
@@ -147,4 +156,4 @@ def save_model(net, path: Path) -> None:
 def train_summary(net, best: dict) -> dict:
     parameters = sum(t.numel() for t in net.parameters())
     return {"val_loss": round(best["val_loss"], 5), SCORE: round(best[SCORE], 5), "parameters": parameters,
-            "size_kb": round(parameters * 4 / 1024, 1)}
+            "size_kb": round(parameters * 4 / 1024, 1), "precision": net.meta["precision"]}
