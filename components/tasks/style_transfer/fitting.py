@@ -55,10 +55,10 @@ def trial_identity(p: StyleTransferParams) -> dict:
 
 def losses(p: StyleTransferParams, style, train: dict):
     """(the fast network's training loss, the fixed-weight val loss) for a style tensor [1, 3, S, S]."""
+    import torch
+
     from components.style.features import load_features
     from components.style.perceptual import PerceptualLoss
-
-    import torch
 
     layers = getattr(p.layers, p.features)
     net = load_features(p.features, p.pooling, p.seed).to(memory_format=torch.channels_last)  # as train_fast's
@@ -74,9 +74,9 @@ def _tensors(images):
 
 
 def _centre(x, side: int):
-    """The centre side-x-side window of images [N, 3, H, W] (whole images when they are smaller)."""
+    """The centre side-x-side window (a view) of images [N, 3, H, W] (whole images when they are smaller)."""
     top, left = max(0, (x.shape[-2] - side) // 2), max(0, (x.shape[-1] - side) // 2)
-    return x[..., top:top + side, left:left + side].contiguous()
+    return x[..., top:top + side, left:left + side]
 
 
 def precision(p: StyleTransferParams) -> str:
@@ -139,12 +139,13 @@ def fit(p: StyleTransferParams, data_dir: Path, split_dir: Path, tuned: dict, on
     model, train = {**p.model.model_dump(), **tuned.get("model", {})}, {**p.train.model_dump(), **tuned.get("train", {})}
     threads = p.train.threads or len(os.sched_getaffinity(0))
     train_ids, val_ids = read_split(split_dir, "train"), read_split(split_dir, "val")
+    mode = precision(p)
     print(f"training a width-{model['width']} fast network for style {style_name(p)} on {len(train_ids)} images at "
           f"{p.train.crop_size} px crops (style weight {train['style_weight']:.3g}, lr {train['lr']:.2g}), "
-          f"{p.train.epochs} epochs, {threads} threads, {precision(p)}", flush=True)
+          f"{p.train.epochs} epochs, {threads} threads, {mode}", flush=True)
     net, result = train_net(p, model, train, data_dir, train_ids, val_ids, p.train.epochs, threads, on_epoch,
                             progress=True)
-    net.meta = {"style": style_name(p), "features": p.features, "train": train, "precision": precision(p)}
+    net.meta = {"style": style_name(p), "features": p.features, "train": train, "precision": mode}
     return net, result
 
 
