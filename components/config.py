@@ -27,6 +27,8 @@ class Section(BaseModel):
 
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 Range = Annotated[list[float], Field(min_length=2, max_length=2)]   # [low, high]
+# train.precision (components/precision.py): auto is bf16 where the CPU computes it natively
+Precision = Literal["auto", "bf16", "fp32"]
 
 
 def _ordered(name: str, pair: Range) -> None:
@@ -546,12 +548,14 @@ class FaceTrain(Section):
     images_per_identity: Annotated[int, Field(ge=2, le=64)] = 4  # K
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 10  # the budget: epochs, never minutes
+    lr_schedule: Literal["constant", "cosine"] = "cosine"  # cosine: a half cosine from lr to 0 at max_epochs
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 20  # the budget: epochs, never minutes
     patience: Annotated[int, Field(ge=1, le=100)] = 3  # epochs without a better val TAR before stopping
     augment: Prob = 0.5  # augmentation strength (0: none)
     hard_share: Prob = 0.5  # final share of triplets given the hardest negative instead of a semi-hard one
     curriculum_epochs: Annotated[int, Field(ge=1, le=1000)] = 10  # epochs over which hard_share rises from 0
     threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core (same count, same model)
+    precision: Precision = "auto"
 
 
 class FaceSpace(Section):
@@ -686,7 +690,7 @@ class StyleTrain(Section):
     epochs: Annotated[int, Field(ge=1, le=1000)] = 80
     batch_size: Annotated[int, Field(ge=1, le=64)] = 4
     threads: Annotated[int, Field(ge=0, le=64)] = 0  # torch threads; 0: every core
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU computes it natively
+    precision: Precision = "auto"
 
 
 class StyleSpace(Section):

@@ -8,7 +8,7 @@ from components.config import FaceTrain, load_params
 from components.face import verification as ver
 from components.face.backbone import backbone_descriptors
 from components.face.encoder import EncoderConfig, build_encoder, load_encoder, save_encoder
-from components.face.training import augment, fit
+from components.face.training import augment, fit, learning_rate
 from components.face.triplet import mine_triplets, pk_batches, triplet_loss
 
 
@@ -95,13 +95,17 @@ def _tiny_data(n_ids=8, per_id=6, size=16, seed=0):
     return np.stack(chips), np.array(labels)
 
 
-def test_tiny_fit_lowers_loss_and_save_load_embeds_identically(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_fit_lowers_loss_and_save_load_embeds_identically(tmp_path, precision):
+    """bf16 trains under an autocast in channels-last: the encoder it returns is fp32 and contiguous, as a loaded one."""
     chips, labels = _tiny_data()
     model = build_encoder(EncoderConfig(kind="cnn", image_size=16, width=8, depth=2), seed=0)
     x = model.inputs(chips)
     t = FaceTrain(identities_per_batch=4, images_per_identity=3, lr=3e-3, max_epochs=6, patience=6, augment=0.2,
-                  curriculum_epochs=3)
+                  curriculum_epochs=3, precision=precision)
     result = fit(model, x, labels, x, labels, t, target_far=0.1, seed=0)
+    assert result.precision == precision
+    assert all(w.dtype == torch.float32 and w.is_contiguous() for w in model.parameters())
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
     assert {"active_share", "d_pos", "d_neg", "spread", "val_tar", "val_loss"} <= set(result.history[0])
@@ -118,6 +122,14 @@ def test_tiny_fit_lowers_loss_and_save_load_embeds_identically(tmp_path):
     (tmp_path / "junk.pt").write_text("not a model")
     with pytest.raises(ValueError, match="not a cs230-face-encoder/2 checkpoint"):
         load_encoder(tmp_path / "junk.pt")
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_at_the_last_epoch_and_constant_holds():
+    t = FaceTrain(lr=0.002, max_epochs=4)
+    assert [learning_rate(t, e) for e in (0, 2, 4, 5)] == pytest.approx([0.002, 0.001, 0.0, 0.0])
+    assert learning_rate(t, 1) > learning_rate(t, 1.5) > learning_rate(t, 3)
+    held = t.model_copy(update={"lr_schedule": "constant"})
+    assert {learning_rate(held, e) for e in (0, 2, 3.9)} == {0.002}
 
 
 def test_dlib_head_starts_as_dlib_and_embeds_chips_of_any_size():

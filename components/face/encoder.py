@@ -109,7 +109,7 @@ class FaceEncoder(nn.Module):
         else:
             x = F.normalize(x, dim=1)
             y = x + self.head(self.body(x))
-        return F.normalize(y, dim=1)
+        return F.normalize(y.float(), dim=1)  # fp32 unit vectors under a bf16 autocast too
 
     def inputs(self, chips: np.ndarray, cache_dir: Path | None = None, progress: bool = False,
                workers: int = 1) -> np.ndarray:

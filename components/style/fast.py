@@ -65,12 +65,6 @@ class TransformNet(nn.Module):
         return torch.sigmoid(out)
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): there a bf16 autocast roughly halves a
-    training step; elsewhere oneDNN emulates it, slower than fp32."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
 def train_fast(net: TransformNet, images: torch.Tensor, loss: PerceptualLoss, epochs: int, batch_size: int,
                lr: float, seed: int, crop: int, on_epoch=None, progress: bool = False,
                bf16: bool = False) -> list[dict]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from components.precision import resolve
+
 SCORE = "val_tar"  # TAR at face.evaluate.target_far over every val pair
 MODEL_KEYS = ("kind", "width", "depth")
 TRAIN_KEYS = ("margin", "identities_per_batch", "images_per_identity", "lr", "augment")
@@ -12,9 +14,11 @@ DESCRIPTOR_CACHE = Path(".cache/face-descriptors")  # dlib descriptors by chip h
 
 
 def trial_code() -> tuple[Path, ...]:
+    from components import precision
     from components.face import backbone, encoder, training, triplet, verification
     from components.tasks.face import data
-    return (*(Path(m.__file__) for m in (backbone, encoder, training, triplet, verification, data)), Path(__file__))
+    modules = (backbone, encoder, training, triplet, verification, data, precision)
+    return (*(Path(m.__file__) for m in modules), Path(__file__))
 
 
 def search_space(space) -> dict:
@@ -73,9 +77,11 @@ def fit(p, data_dir: Path, split_dir: Path, tuned: dict, on_epoch):
     train_ids, val_ids = read_split(split_dir, "train"), read_split(split_dir, "val")
     c = model.cfg
     print(f"training a {c.kind} encoder (width {c.width}, depth {c.depth}) with the triplet loss on "
-          f"{len(train_ids)} faces, validating on {len(val_ids)}; {p.train.max_epochs} epochs at most", flush=True)
+          f"{len(train_ids)} faces, validating on {len(val_ids)}; {p.train.max_epochs} epochs at most, "
+          f"{resolve(p.train.precision)}", flush=True)
     result = _train(p, model, data_dir, train_ids, val_ids, tuned.get("train") or {}, threads, on_epoch)
     result.threads = threads
+    model.metadata["precision"] = result.precision
     result.best_epoch = max(result.best_epoch, 1)
     return model, result
 
@@ -88,4 +94,5 @@ def save_model(model, path: Path) -> None:
 def train_summary(model, best: dict) -> dict:
     parameters = sum(t.numel() for t in model.parameters())
     return {"val_tar": round(best["val_tar"], 4), "active_share": round(best["active_share"], 4),
-            "spread": round(best["spread"], 4), "parameters": parameters, "size_kb": round(parameters * 4 / 1024, 1)}
+            "spread": round(best["spread"], 4), "parameters": parameters, "size_kb": round(parameters * 4 / 1024, 1),
+            "precision": model.metadata["precision"]}

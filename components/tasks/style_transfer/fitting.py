@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.config import StyleTransferParams
+from components.precision import resolve
 from components.tasks.style_transfer.data import load_dataset, split_images, style_name
 
 SCORE = "val_score"
@@ -31,9 +32,10 @@ class FitResult:
 
 
 def trial_code() -> tuple[Path, ...]:
+    from components import precision
     from components.style import fast, features, losses, perceptual
     from components.tasks.style_transfer import data
-    return (*(Path(m.__file__) for m in (fast, features, losses, perceptual, data)), Path(__file__))
+    return (*(Path(m.__file__) for m in (fast, features, losses, perceptual, data, precision)), Path(__file__))
 
 
 def search_space(space) -> dict:
@@ -79,12 +81,6 @@ def _centre(x, side: int):
     return x[..., top:top + side, left:left + side]
 
 
-def precision(p: StyleTransferParams) -> str:
-    """The training precision train.precision resolves to on this CPU: bf16 or fp32."""
-    from components.style.fast import native_bf16
-    return "bf16" if p.train.precision == "bf16" or (p.train.precision == "auto" and native_bf16()) else "fp32"
-
-
 def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, train_ids: list[str],
               val_ids: list[str], epochs: int, threads: int, on_epoch, progress: bool = False):
     """(the network at its best val epoch, FitResult)."""
@@ -121,7 +117,7 @@ def train_net(p: StyleTransferParams, model: dict, train: dict, data_dir: Path, 
         on_epoch(epoch, figures)
 
     train_fast(net, train_x, train_loss, epochs, p.train.batch_size, train["lr"], p.seed, crop, epoch_end, progress,
-               precision(p) == "bf16")
+               resolve(p.train.precision) == "bf16")
     net.load_state_dict(best["state"])
     result.seconds = time.perf_counter() - started
     return net.eval(), result
@@ -139,7 +135,7 @@ def fit(p: StyleTransferParams, data_dir: Path, split_dir: Path, tuned: dict, on
     model, train = {**p.model.model_dump(), **tuned.get("model", {})}, {**p.train.model_dump(), **tuned.get("train", {})}
     threads = p.train.threads or len(os.sched_getaffinity(0))
     train_ids, val_ids = read_split(split_dir, "train"), read_split(split_dir, "val")
-    mode = precision(p)
+    mode = resolve(p.train.precision)
     print(f"training a width-{model['width']} fast network for style {style_name(p)} on {len(train_ids)} images at "
           f"{p.train.crop_size} px crops (style weight {train['style_weight']:.3g}, lr {train['lr']:.2g}), "
           f"{p.train.epochs} epochs, {threads} threads, {mode}", flush=True)
