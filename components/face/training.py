@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from components.face.encoder import FaceEncoder
-from components.precision import resolve
 from components.face.triplet import BatchStats, mine_triplets, pk_batches, triplet_loss
 from components.face.verification import all_pair_distances, tar_at_far
+from components.precision import resolve
 
 DESCRIPTOR_NOISE = 0.05  # dlib_head augmentation: Gaussian noise std on normalised descriptors at strength 1
 GREY_SHARE = 0.2  # share of chips turned greyscale at strength 1
@@ -113,6 +113,7 @@ def fit(model: FaceEncoder, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
                 stats = BatchStats()
                 model.train()
                 batches = pk_batches(train_codes, t.identities_per_batch, t.images_per_identity, rng)
+                lr = learning_rate(t, epoch - 1)  # what the epoch reports when it has no batch (too few people)
                 for i, idx in enumerate(batches):
                     lr = learning_rate(t, epoch - 1 + i / len(batches))
                     for group in optimizer.param_groups:
